@@ -681,6 +681,7 @@ Decoder::Decoder(const Napi::CallbackInfo& info) : ObjectWrap<Decoder>(info) {
 
 Decoder::~Decoder() {
   if (core_ && core_.use_count() == 1) core_->Close();
+  if (registered_) AddonData::Get(Env())->Unregister(this);
 }
 
 std::shared_ptr<DecoderSink> Decoder::sink() {

@@ -412,6 +412,8 @@ Demux::Demux(const Napi::CallbackInfo& info) : ObjectWrap<Demux>(info) {
 Demux::~Demux() {
   // The finalizer runs on the JS thread; the core may outlive us in a pump.
   if (core_ && !core_->pump_attached()) core_->Close();
+  // The cleanup hook walks AddonData::live: never leave a dangling entry.
+  if (registered_) AddonData::Get(Env())->Unregister(this);
 }
 
 void Demux::CloseNow() {

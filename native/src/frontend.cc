@@ -102,6 +102,7 @@ Frontend::Frontend(const Napi::CallbackInfo& info) : ObjectWrap<Frontend>(info) 
 
 Frontend::~Frontend() {
   if (fd_ >= 0) sys_->Close(fd_);
+  if (registered_) AddonData::Get(Env())->Unregister(this);
 }
 
 void Frontend::CloseNow() {

@@ -19,6 +19,8 @@ namespace {
 constexpr int kIdleTickMs = 200;          // stats and retry cadence when nothing happens
 constexpr uint64_t kFoldWindowNs = 1000000000ull;  // identical errors posted at most once a second
 constexpr uint64_t kRetryNs = 100000000ull;
+constexpr int kSpuriousLimit = 8;               // readable-but-empty wake-ups before backing off
+constexpr uint64_t kQuietNs = 20000000ull;      // how long the demux is left out of poll then
 
 const char* kFlagNames[5] = {"crc32Discard", "tei", "packetCounterMismatch", "discontinuityDetected",
                              "discontinuityIndicator"};
@@ -81,7 +83,9 @@ std::optional<SysError> PumpCore::Start(EventSink wake) {
     stats_.in_sink = 0;
     for (const PoolBuffer& b : demux_->Snapshot())
       if (b.owner == Owner::kKernel) stats_.queued_in_kernel++;
-    stats_.zero_queued_since_ns = stats_.queued_in_kernel == 0 ? now : 0;
+    // Only a fall to zero while the pump runs counts as loss time; the
+    // pool starts out in the agent's hands and is queued below.
+    stats_.zero_queued_since_ns = 0;
   }
   // The consumer sink bounds what a player may hold by the pool's size.
   if (auto consumer = std::dynamic_pointer_cast<ConsumerSinkCore>(sink_)) consumer->SetPoolCount(count);
@@ -171,17 +175,19 @@ void PumpCore::Returned(uint32_t index) {
   Requeue(index);
 }
 
-void PumpCore::DrainDemux() {
+uint32_t PumpCore::DrainDemux() {
   uint32_t count = demux_->count();
+  uint32_t dequeued = 0;
   // Bounded: at most one pass over the pool per wake-up, so sink events are
   // never starved by a fast stream.
   for (uint32_t n = 0; n < count; n++) {
     std::optional<Dequeued> d;
     if (auto e = demux_->Dequeue(&d)) {
       Error(*e);
-      return;
+      return dequeued;
     }
-    if (!d) return;
+    if (!d) return dequeued;
+    dequeued++;
     uint64_t now = MonotonicNs();
     PoolBuffer b;
     bool known = demux_->GetBuffer(d->index, &b);
@@ -236,6 +242,7 @@ void PumpCore::DrainDemux() {
       Requeue(d->index);
     }
   }
+  return dequeued;
 }
 
 void PumpCore::Run() {
@@ -254,13 +261,14 @@ void PumpCore::Run() {
     // Poll the demux only while something is queued there: otherwise there
     // is nothing it could complete.
     size_t demux_at = SIZE_MAX;
-    if (queued > 0) {
+    if (queued > 0 && MonotonicNs() >= demux_quiet_until_ns_) {
       demux_at = fds.size();
       fds.push_back(pollfd{demux_fd, POLLIN | POLLPRI, 0});
     }
     size_t sink_at = fds.size();
     if (sink_) sink_->AddPollFds(&fds);
     int timeout = kIdleTickMs;
+    if (demux_quiet_until_ns_ != 0) timeout = std::min(timeout, static_cast<int>(kQuietNs / 1000000));
     if (sink_) {
       int t = sink_->NextTimeoutMs();
       if (t >= 0 && t < timeout) timeout = t;
@@ -290,7 +298,19 @@ void PumpCore::Run() {
         SetState("failed", "the demux fd is no longer valid");
         break;
       }
-      DrainDemux();
+      if (DrainDemux() > 0) {
+        spurious_wakeups_ = 0;
+      } else if (++spurious_wakeups_ >= kSpuriousLimit) {
+        // Readable yet nothing to dequeue: on 6.1 a vb2 stream left dead by
+        // a rejected REQBUFS polls through the old ring buffer. Don't spin.
+        spurious_wakeups_ = 0;
+        demux_quiet_until_ns_ = MonotonicNs() + kQuietNs;
+        if (!spin_reported_) {
+          spin_reported_ = true;
+          Note("demux-poll-spin",
+               "poll says readable but DMX_DQBUF has nothing: the stream may be dead; close and reopen the node");
+        }
+      }
     }
     if (sink_) sink_->OnPoll(fds.data() + sink_at, fds.size() - sink_at);
     RetryHeld();
@@ -451,7 +471,10 @@ Pump::Pump(const Napi::CallbackInfo& info) : ObjectWrap<Pump>(info) {
   registered_ = true;
 }
 
-Pump::~Pump() { Shutdown(); }
+Pump::~Pump() {
+  Shutdown();
+  if (registered_) AddonData::Get(Env())->Unregister(this);
+}
 
 void Pump::Shutdown() {
   if (closed_) return;

@@ -76,7 +76,7 @@ class PumpCore : public SinkHost {
 
  private:
   void Run();
-  void DrainDemux();
+  uint32_t DrainDemux();  // returns how many buffers it dequeued
   void Requeue(uint32_t index);
   void RetryHeld();
   void SetState(const std::string& state, const std::string& detail);
@@ -109,6 +109,9 @@ class PumpCore : public SinkHost {
   std::vector<uint64_t> submitted_at_ns_;
   std::vector<uint32_t> held_;  // requeue failed; retried on the next tick
   uint64_t retry_after_ns_ = 0;
+  uint64_t demux_quiet_until_ns_ = 0;
+  int spurious_wakeups_ = 0;
+  bool spin_reported_ = false;
 };
 
 // JS class `Pump`.

@@ -201,7 +201,7 @@ const append = [
   'console=ttyS0',
   'root=rootfs',
   'rootfstype=9p',
-  'rootflags=trans=virtio,version=9p2000.L,msize=262144',
+  'rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose',
   'ro',
   'init=/bin/sh',
   'panic=-1',
