@@ -201,6 +201,8 @@ const append = [
   'console=ttyS0',
   'root=rootfs',
   'rootfstype=9p',
+  // cache=loose: the guest caches the read-only root (vitest starts ~1.5x faster
+  // under TCG); the host's files do not change during a run.
   'rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose',
   'ro',
   'init=/bin/sh',
