@@ -9,7 +9,6 @@ import {
   fdCount,
   type MediaEnv,
   mappingCount,
-  onKernel,
   openMediaEnv,
   waitFor,
 } from '../support/media-env.js';
