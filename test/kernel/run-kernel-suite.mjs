@@ -285,7 +285,7 @@ async function boot(accel) {
   // The command in the VM gives up a minute early, so there is still a report.
   writeVmEnv(Math.max(remaining - 60, 30));
   const run = { accel: 'unknown', timedOut: false, stalled: false, tBoot: Date.now(), tInit: 0, tTests: 0 };
-  log(`booting ${kernel} (${cpus} CPUs, ${memMiB} MiB, -accel ${accel}, ${remaining}s left)`);
+  log(`booting ${kernel} (${cpus} CPUs, ${memMiB} MiB, ${accelArgs[accel].join(' ')}, ${remaining}s left)`);
   const proc = spawn(qemuBin, qemuArgs(accel), {
     stdio: [shellMode ? 'inherit' : 'pipe', shellMode ? 'inherit' : 'pipe', 'pipe'],
   });
