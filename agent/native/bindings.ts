@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DmxError } from './dmx-error.js';
+import { DmxError, type DmxErrorFields } from './dmx-error.js';
 
 export type PesOutput = 'tsdemux-tap' | 'ts-tap' | 'tap' | 'decoder';
 export type QueueName = 'output' | 'capture';
@@ -237,16 +237,8 @@ export interface NativeConsumerSink {
   close(): void;
 }
 
-export interface PumpErrorObject {
-  message: string;
-  code: string;
-  errno: number;
-  syscall: string;
-  request?: string;
-  path?: string;
-  args: Record<string, number>;
-  detail?: string;
-}
+/** An error posted by the pump: a DmxError's fields as a plain object. */
+export type PumpErrorObject = DmxErrorFields & { message: string };
 
 export type PumpEvent =
   | { type: 'state'; state: string; detail?: string; atMs: number }

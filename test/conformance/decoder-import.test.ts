@@ -101,53 +101,39 @@ describe('importing demux buffers', () => {
     }
   });
 
-  it('rule 1: bytesused above the OUTPUT sizeimage is EINVAL, diagnosed from the three sizes', async () => {
-    const demux = pool(12032);
-    const decoder = vim2m(32, 32); // sizeimage 3072
+  /** Imports one filled buffer of `poolSize` bytes into vim2m at width x height RGB24; returns the error. */
+  async function importError(poolSize: number, width: number, height: number): Promise<DmxError> {
+    const demux = pool(poolSize);
+    const decoder = vim2m(width, height);
     try {
       decoder.prepare({ outputCount: demux.bufferCount, captureCount: 2 });
       const b = await filled(demux);
       const fd = demux.ledger()[b.index]!.exportFd;
-      let error: unknown;
       try {
         decoder.queueDmabuf(0, fd, b.bytesused);
       } catch (err) {
-        error = err;
+        expect(err).toBeInstanceOf(DmxError);
+        return err as DmxError;
       }
-      expect(error).toBeInstanceOf(DmxError);
-      const e = error as DmxError;
-      expect(e.code).toBe('EINVAL');
-      expect(e.request).toBe('VIDIOC_QBUF');
-      expect(e.args).toMatchObject({ bytesused: 12032, dmabufSize: 12288, sizeimage: 3072 });
-      expect(e.detail).toMatch(/exceeds the decoder's OUTPUT sizeimage/);
+      throw new Error('the import succeeded');
     } finally {
       decoder.close();
       demux.close();
     }
+  }
+
+  it('rule 1: bytesused above the OUTPUT sizeimage is EINVAL, diagnosed from the three sizes', async () => {
+    const e = await importError(12032, 32, 32); // sizeimage 3072
+    expect(e).toMatchObject({ code: 'EINVAL', request: 'VIDIOC_QBUF' });
+    expect(e.args).toMatchObject({ bytesused: 12032, dmabufSize: 12288, sizeimage: 3072 });
+    expect(e.detail).toMatch(/exceeds the decoder's OUTPUT sizeimage/);
   });
 
   it('rule 2: a dmabuf smaller than sizeimage is EINVAL, diagnosed', async () => {
-    const demux = pool(3008); // 4096 after page alignment
-    const decoder = vim2m(64, 32); // sizeimage 6144
-    try {
-      decoder.prepare({ outputCount: demux.bufferCount, captureCount: 2 });
-      const b = await filled(demux);
-      const fd = demux.ledger()[b.index]!.exportFd;
-      let error: unknown;
-      try {
-        decoder.queueDmabuf(0, fd, b.bytesused);
-      } catch (err) {
-        error = err;
-      }
-      const e = error as DmxError;
-      expect(e).toBeInstanceOf(DmxError);
-      expect(e.code).toBe('EINVAL');
-      expect(e.args).toMatchObject({ bytesused: 3008, dmabufSize: 4096, sizeimage: 6144 });
-      expect(e.detail).toMatch(/smaller than the decoder's OUTPUT sizeimage/);
-    } finally {
-      decoder.close();
-      demux.close();
-    }
+    const e = await importError(3008, 64, 32); // 4096 after page alignment; sizeimage 6144
+    expect(e).toMatchObject({ code: 'EINVAL', request: 'VIDIOC_QBUF' });
+    expect(e.args).toMatchObject({ bytesused: 3008, dmabufSize: 4096, sizeimage: 6144 });
+    expect(e.detail).toMatch(/smaller than the decoder's OUTPUT sizeimage/);
   });
 
   it('3008-byte buffers against a 3072-byte sizeimage import and come back', async () => {
