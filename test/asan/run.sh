@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-npx --no-install node-gyp rebuild --directory native/asan >/dev/null
+npx --no-install node-gyp rebuild --loglevel=warn --directory native/asan >/dev/null
 addon="$PWD/native/asan/build/Release/dmx_native.node"
 asan_rt="$(${CXX:-g++} -print-file-name=libasan.so)"
 ubsan_rt="$(${CXX:-g++} -print-file-name=libubsan.so)"

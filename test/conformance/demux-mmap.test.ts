@@ -331,6 +331,29 @@ describe('the DVR', () => {
   });
 });
 
+describe('the DVR, reopened', () => {
+  it('can be closed and reopened O_RDWR with a new pool size (resize), and streams again', async () => {
+    const demux = new Demux(DEMUX_PATH, env.opts);
+    try {
+      demux.setPesFilter({ pid: 0x2000, output: 'ts-tap', start: true });
+      for (const size of [SIZE, 2 * SIZE]) {
+        const dvr = new Demux(DVR_PATH, { ...env.opts, kind: 'dvr' });
+        try {
+          expect(dvr.requestBuffers(3, size).size).toBe(size);
+          dvr.mapBuffers();
+          for (let i = 0; i < 3; i++) dvr.queueBuffer(i);
+          const b = await waitFor(() => dvr.dequeueBuffer(), 15_000, `a DVR buffer of ${size} bytes`);
+          expect(b.bytesused).toBe(size);
+        } finally {
+          dvr.close();
+        }
+      }
+    } finally {
+      demux.close();
+    }
+  });
+});
+
 describe('flags', () => {
   // vidtv cannot inject faults; the simulation models dvb_vb2_fill_buffer's
   // rule that flags seen while filling are reported on the next dequeue.
