@@ -154,16 +154,18 @@ std::optional<SysError> DemuxCore::RequestBuffers(uint32_t* count, uint32_t* siz
     e.detail = "a pump is driving this pool; stop it first";
     return e;
   }
-  // The old mappings and exports refer to buffers this call frees.
-  ReleasePoolLocked();
   dmx_requestbuffers req;
   req.count = *count;
   req.size = *size;
   if (sys_->Ioctl(fd_, DMX_REQBUFS, &req) < 0) {
+    // A rejected REQBUFS frees nothing: the pool and its ledger stay as they were.
     SysError e = Fail(errno, "DMX_REQBUFS").Arg("count", *count).Arg("size", *size);
     if (e.err == ENOTTY) e.detail = "the kernel has no CONFIG_DVB_MMAP (the DVB mmap API is off by default)";
     return e;
   }
+  // The old buffers are freed (or orphaned until unmapped): drop our
+  // mappings and exports of them.
+  ReleasePoolLocked();
   *count = req.count;
   *size = req.size;
   size_ = req.size;

@@ -261,14 +261,16 @@ void PumpCore::Run() {
     // Poll the demux only while something is queued there: otherwise there
     // is nothing it could complete.
     size_t demux_at = SIZE_MAX;
-    if (queued > 0 && MonotonicNs() >= demux_quiet_until_ns_) {
+    uint64_t now = MonotonicNs();
+    bool demux_quiet = now < demux_quiet_until_ns_;
+    if (queued > 0 && !demux_quiet) {
       demux_at = fds.size();
       fds.push_back(pollfd{demux_fd, POLLIN | POLLPRI, 0});
     }
     size_t sink_at = fds.size();
     if (sink_) sink_->AddPollFds(&fds);
     int timeout = kIdleTickMs;
-    if (demux_quiet_until_ns_ != 0) timeout = std::min(timeout, static_cast<int>(kQuietNs / 1000000));
+    if (demux_quiet) timeout = std::min(timeout, static_cast<int>((demux_quiet_until_ns_ - now) / 1000000) + 1);
     if (sink_) {
       int t = sink_->NextTimeoutMs();
       if (t >= 0 && t < timeout) timeout = t;

@@ -104,6 +104,33 @@ describe('with no sink (discard)', () => {
   });
 });
 
+describe('a dead stream', () => {
+  it('is reported once, and the pump backs off instead of spinning on a readable-but-empty demux', async () => {
+    const demux = pool();
+    // Every buffer queued, then a REQBUFS the kernel rejects: on 6.1 the
+    // stream dies and poll falls back to the old ring buffer, so the node
+    // polls readable while DMX_DQBUF has nothing.
+    for (let i = 0; i < demux.bufferCount; i++) demux.queueBuffer(i);
+    expect(() => demux.requestBuffers(demux.bufferCount, 12032, { allowWhileStreaming: true })).toThrow(/EBUSY/);
+    const events: PumpEvent[] = [];
+    const pump = new Pump({ demux, onEvents: (batch) => events.push(...batch) });
+    try {
+      pump.start();
+      await waitFor(
+        () => events.find((e) => e.type === 'note' && e.what === 'demux-poll-spin'),
+        30_000,
+        'the spin note',
+      );
+      await sleep(300);
+      expect(events.filter((e) => e.type === 'note' && e.what === 'demux-poll-spin')).toHaveLength(1);
+      expect(pump.stats().buffersDequeued).toBe(0);
+    } finally {
+      pump.close();
+      demux.close();
+    }
+  });
+});
+
 describe('into a V4L2 decoder', () => {
   function vim2m(): Decoder {
     const decoder = new Decoder('vim2m', env.opts);

@@ -3,7 +3,7 @@
 // It serves /dev/dvb/adapterN/{frontend0,demux0,dvr0} for each configured
 // adapter and /dev/videoN for each configured decoder (N in config order),
 // with the kernel's semantics (drivers/media/dvb-core, videobuf2, vim2m;
-// see /work/shared/docs/kernel-facts.md). Every fd it hands out is a real fd
+// see kernel-facts.md in the team docs). Every fd it hands out is a real fd
 // of this process (an eventfd), so fd accounting in tests is real; calls on
 // fds it did not create go to libc unchanged. Many SimSys may live in one
 // process; each is fully independent (own devices, threads and fd table).
