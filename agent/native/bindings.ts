@@ -198,7 +198,16 @@ export interface NativeDecoder {
     format: { fourcc: string; width: number; height: number; sizeimage?: number },
   ): VideoFormat;
   probeBuffers(queue: QueueName, memory?: MemoryType): BufferCapabilities;
-  requestBuffers(queue: QueueName, memory: MemoryType, count: number): number;
+  /**
+   * VIDIOC_REQBUFS. `raw` sends a v4l2_buf_type / v4l2_memory number as is
+   * (for diagnosis tests: a type or memory the queue does not support).
+   */
+  requestBuffers(
+    queue: QueueName,
+    memory: MemoryType,
+    count: number,
+    options?: { raw?: { type?: number; memory?: number } },
+  ): number;
   queueDmabuf(slot: number, fd: number, bytesused: number): void;
   dequeueOutput(): DecodedBuffer | null;
   setupCapture(count: number): number;
@@ -268,6 +277,12 @@ export interface PumpStats {
     holdMsTotal: number;
     holdMsMax: number;
     holdMsMean: number;
+    /**
+     * Hold times of returned buffers: counts[i] is how many took at most
+     * boundsMs[i] (and more than boundsMs[i-1]); the last count is above
+     * every bound. Cumulative since start; percentiles come from deltas.
+     */
+    holdHistogram: { boundsMs: number[]; counts: number[] };
   };
   requeueFailures: number;
   errors: Record<string, number>;
@@ -305,6 +320,8 @@ export interface SimStreamConfig {
 export interface SimAdapterConfig {
   adapter?: number;
   mmap?: boolean;
+  /** false: DMX_EXPBUF answers EINVAL, as with an allocator that cannot export. */
+  exportable?: boolean;
   requireTune?: boolean;
   source?:
     | {
@@ -319,6 +336,10 @@ export interface SimDecoderConfig {
   name?: string;
   processingDelayMs?: number;
   compressedFormats?: Array<{ fourcc: string; sizeimage: number }>;
+  /** Needs physically contiguous memory (dma-contig): importing a vmalloc dmabuf fails with EFAULT. */
+  contiguous?: boolean;
+  /** Memory types the OUTPUT queue supports (default all three). */
+  outputMemory?: MemoryType[];
 }
 
 export interface SimulationConfig {

@@ -12,6 +12,14 @@ export interface DmxErrorFields {
   path?: string;
   args: Record<string, number>;
   detail?: string;
+  /**
+   * A stable code for why the call failed, set where the native layer knows
+   * more than the errno (its ledger, its pool): 'index-out-of-range',
+   * 'buffer-already-queued', ... (the full list: agent/diagnosis/causes.ts).
+   */
+  reason?: string;
+  /** True when the native layer refused the call before the kernel saw it. */
+  prevented?: boolean;
 }
 
 export class DmxError extends Error implements DmxErrorFields {
@@ -22,6 +30,8 @@ export class DmxError extends Error implements DmxErrorFields {
   path?: string;
   args: Record<string, number>;
   detail?: string;
+  reason?: string;
+  prevented?: boolean;
 
   constructor(message: string, fields: DmxErrorFields) {
     super(message);
@@ -33,6 +43,8 @@ export class DmxError extends Error implements DmxErrorFields {
     if (fields.path !== undefined) this.path = fields.path;
     this.args = fields.args ?? {};
     if (fields.detail !== undefined) this.detail = fields.detail;
+    if (fields.reason !== undefined) this.reason = fields.reason;
+    if (fields.prevented !== undefined) this.prevented = fields.prevented;
   }
 
   /** The same error as a plain object (for logs and MQTT events). */
@@ -46,6 +58,8 @@ export class DmxError extends Error implements DmxErrorFields {
       ...(this.path !== undefined ? { path: this.path } : {}),
       args: this.args,
       ...(this.detail !== undefined ? { detail: this.detail } : {}),
+      ...(this.reason !== undefined ? { reason: this.reason } : {}),
+      ...(this.prevented !== undefined ? { prevented: this.prevented } : {}),
     };
   }
 }

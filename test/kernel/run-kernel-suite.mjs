@@ -124,6 +124,14 @@ if (fs.existsSync(consumerBuild)) {
   log(`test tools built: ${r.stdout.trim().split('\n').join(', ')}`);
 }
 
+// The agent's end-to-end tests run dist/agent/cli.js; the VM cannot compile it.
+{
+  const tsc = path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', path.join(repo, 'tsconfig.json')], { cwd: repo, stdio: 'inherit' });
+  if (r.status !== 0) fail(`the TypeScript build failed (exit ${r.status ?? r.signal})`);
+  log('agent built: dist/');
+}
+
 // --- 1. kernel image ------------------------------------------------------------------------
 let kernel = env.DMX_KERNEL_IMAGE ?? '';
 if (kernel) {

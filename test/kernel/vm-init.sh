@@ -160,6 +160,8 @@ if [ "${DMX_VM_SHELL:-0}" = 1 ]; then
     finish $?
 fi
 
+# The test setup must not rebuild dist/ in here: the harness built it on the host.
+export DMX_IN_VM=1
 if [ -f "$results/cmd.sh" ]; then
     set -- sh "$results/cmd.sh"
 else

@@ -1,0 +1,279 @@
+/**
+ * Builds the agent once and owns its lifetime: configuration, logger, event
+ * bus, the media host (kernel or simulation), one supervisor per stream, the
+ * health loop, errno coalescing, systemd notifications and the terminal
+ * status. Start goes core first, then streams; stop goes the other way, and
+ * each step's failure is logged without stopping the rest.
+ */
+import { readdirSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { AgentConfig } from './config/types.js';
+import { ErrnoCoalescer } from './diagnosis/coalescer.js';
+import type { ErrnoEvent } from './diagnosis/types.js';
+import { EventBus } from './event-bus.js';
+import { AgentHealthSampler } from './health/agent-health.js';
+import type { AgentHealth } from './health/types.js';
+import { childLogger, setLogLevel } from './log/logger.js';
+import { type MediaHost, NativeMediaHost, Tuners } from './streams/media-host.js';
+import { StreamSupervisor } from './streams/supervisor.js';
+import type { StreamStatus } from './streams/types.js';
+import { SystemdNotifier } from './systemd/notifier.js';
+
+export interface ControllerOptions {
+  config: AgentConfig;
+  logger: Logger;
+  /** Another media host (tests); by default the native one for config.backend. */
+  media?: MediaHost;
+  /** Environment for systemd (NOTIFY_SOCKET, WATCHDOG_USEC); default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Called with every stream line set, about every health interval (the terminal status). */
+  onStatusLines?: (lines: StreamStatusLine[]) => void;
+}
+
+export interface StreamStatusLine {
+  status: StreamStatus;
+  health: ReturnType<StreamSupervisor['sampleHealth']>;
+}
+
+export class Controller {
+  readonly bus: EventBus;
+  readonly media: MediaHost;
+  private config: AgentConfig;
+  private readonly logger: Logger;
+  private readonly log: Logger;
+  private readonly tuners: Tuners;
+  private readonly supervisors = new Map<string, StreamSupervisor>();
+  private readonly coalescer: ErrnoCoalescer;
+  private readonly agentHealth = new AgentHealthSampler();
+  private readonly notifier: SystemdNotifier;
+  private healthTimer: NodeJS.Timeout | null = null;
+  private readyTimer: NodeJS.Timeout | null = null;
+  private ready = false;
+  private starting = false;
+  private stopped = false;
+  private lastAgentHealth: AgentHealth | null = null;
+  private readonly fdsAtStart: number;
+
+  constructor(private readonly options: ControllerOptions) {
+    // Before anything of ours opens: stop() logs the count again, and the two must match.
+    this.fdsAtStart = openFdCount();
+    this.config = options.config;
+    this.logger = options.logger;
+    this.log = childLogger(options.logger, { module: 'controller' });
+    this.bus = new EventBus((event, err) => this.log.error({ err, event }, 'an event listener threw'));
+    this.media = options.media ?? new NativeMediaHost(this.config.backend, this.config.sim);
+    this.tuners = new Tuners(this.media);
+    this.coalescer = new ErrnoCoalescer({
+      windowMs: this.config.diagnosis.coalesceWindowMs,
+      emit: (event) => this.onErrnoEvent(event),
+    });
+    this.notifier = new SystemdNotifier({
+      env: options.env ?? process.env,
+      isAlive: () => this.alive(),
+      logger: childLogger(options.logger, { module: 'systemd' }),
+    });
+    this.bus.on('streamState', this, () => this.checkReady());
+  }
+
+  get agentConfig(): AgentConfig {
+    return this.config;
+  }
+
+  start(): void {
+    this.log.info(
+      {
+        backend: this.config.backend,
+        deviceId: this.config.deviceId,
+        streams: this.config.streams.map((s) => s.id),
+        openFds: this.fdsAtStart,
+      },
+      'starting',
+    );
+    // Every supervisor exists before the first starts, so "all up" cannot be judged on half the list.
+    this.starting = true;
+    for (const stream of this.config.streams) this.addStream(stream);
+    this.starting = false;
+    this.healthTimer = setInterval(() => this.sampleHealth(), this.config.health.intervalMs);
+    this.readyTimer = setTimeout(() => this.sendReady(true), this.config.systemd.readyTimeoutMs);
+    this.readyTimer.unref();
+    this.notifier.startWatchdog();
+    this.checkReady();
+  }
+
+  /** Stops every stream (pumps first, buffers back from sinks, every fd closed), then the core. Safe twice. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.log.info('stopping');
+    this.notifier.stopping();
+    const steps: Array<[string, () => void]> = [
+      ...[...this.supervisors.values()].reverse().map((s): [string, () => void] => [`stream ${s.id}`, () => s.stop()]),
+      ['timers', () => this.clearTimers()],
+      ['diagnosis', () => this.coalescer.stop()],
+      ['frontends', () => this.tuners.closeAll()],
+      ['media', () => this.media.close()],
+      ['agent health', () => this.agentHealth.stop()],
+      ['systemd', () => this.notifier.stop()],
+      ['bus', () => this.bus.removeListeners(this)],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        step();
+      } catch (err) {
+        this.log.error({ err }, `stopping ${name} failed`);
+      }
+    }
+    this.supervisors.clear();
+    this.log.info({ openFds: openFdCount() }, 'stopped');
+  }
+
+  stream(id: string): StreamSupervisor | undefined {
+    return this.supervisors.get(id);
+  }
+
+  streams(): StreamSupervisor[] {
+    return [...this.supervisors.values()];
+  }
+
+  /** A new configuration (SIGHUP): applies what can change at run time and names what needs a restart. */
+  reload(next: AgentConfig): { applied: string[]; needsRestart: string[] } {
+    const applied: string[] = [];
+    const needsRestart: string[] = [];
+    const before = this.config;
+    for (const key of ['backend', 'sim', 'deviceId', 'mqtt', 'diagnosis'] as const) {
+      if (JSON.stringify(before[key]) !== JSON.stringify(next[key])) needsRestart.push(key);
+    }
+    this.config = {
+      ...next,
+      backend: before.backend,
+      sim: before.sim,
+      deviceId: before.deviceId,
+      mqtt: before.mqtt,
+      diagnosis: before.diagnosis,
+    };
+    if (before.log.level !== next.log.level) {
+      setLogLevel(this.logger, next.log.level);
+      applied.push(`log.level ${before.log.level} -> ${next.log.level}`);
+    }
+    if (before.health.intervalMs !== next.health.intervalMs && this.healthTimer) {
+      clearInterval(this.healthTimer);
+      this.healthTimer = setInterval(() => this.sampleHealth(), next.health.intervalMs);
+      applied.push(`health.intervalMs ${before.health.intervalMs} -> ${next.health.intervalMs}`);
+    }
+    const nextIds = new Set(next.streams.map((s) => s.id));
+    for (const supervisor of [...this.supervisors.values()]) {
+      if (!nextIds.has(supervisor.id)) {
+        supervisor.stop('removed from the configuration');
+        this.supervisors.delete(supervisor.id);
+        applied.push(`stream ${supervisor.id} removed`);
+      }
+    }
+    for (const stream of next.streams) {
+      const supervisor = this.supervisors.get(stream.id);
+      if (!supervisor) {
+        this.addStream(stream);
+        applied.push(`stream ${stream.id} added`);
+        continue;
+      }
+      const outcome = supervisor.reconfigure(stream, this.config);
+      if (outcome !== 'unchanged') applied.push(`stream ${stream.id} ${outcome}`);
+    }
+    this.log.info({ applied, needsRestart }, 'configuration reloaded');
+    if (needsRestart.length) this.log.warn({ keys: needsRestart }, 'these keys change only on restart');
+    this.bus.emit('configReloaded', { config: this.config, changed: applied });
+    return { applied, needsRestart };
+  }
+
+  /** The agent-wide health of the last sample. */
+  get health(): AgentHealth | null {
+    return this.lastAgentHealth;
+  }
+
+  /** Samples every stream and the agent (the health loop; also callable directly). */
+  sampleHealth(): void {
+    const lines: StreamStatusLine[] = [];
+    for (const supervisor of this.supervisors.values()) {
+      let health = null;
+      try {
+        health = supervisor.sampleHealth();
+      } catch (err) {
+        this.log.error({ err, stream: supervisor.id }, 'health sampling failed');
+      }
+      lines.push({ status: supervisor.status(), health: health ?? supervisor.health });
+    }
+    this.lastAgentHealth = this.agentHealth.sample(lines.map((l) => ({ state: l.status.state })));
+    this.bus.emit('agentHealth', this.lastAgentHealth);
+    this.options.onStatusLines?.(lines);
+  }
+
+  private addStream(stream: AgentConfig['streams'][number]): void {
+    const supervisor = new StreamSupervisor({
+      config: stream,
+      agent: this.config,
+      media: this.media,
+      tuners: this.tuners,
+      bus: this.bus,
+      logger: childLogger(this.logger, { module: 'stream', stream: stream.id }),
+      report: (event) => this.coalescer.push(event),
+    });
+    this.supervisors.set(stream.id, supervisor);
+    supervisor.start();
+  }
+
+  private onErrnoEvent(event: ErrnoEvent): void {
+    const level = event.prevented ? 'info' : 'warn';
+    this.log[level](
+      {
+        stream: event.stream,
+        device: event.device,
+        ioctl: event.ioctl,
+        errno: event.errno,
+        args: event.args,
+        cause: event.cause,
+        prevented: event.prevented,
+        count: event.count,
+        remedy: event.remedy,
+      },
+      `${event.prevented ? 'prevented ' : ''}${event.ioctl} ${event.errno}: ${event.summary}`,
+    );
+    this.bus.emit('errnoEvent', event);
+  }
+
+  private checkReady(): void {
+    if (this.ready || this.stopped || this.starting) return;
+    if ([...this.supervisors.values()].every((s) => s.up)) this.sendReady(false);
+  }
+
+  private sendReady(timedOut: boolean): void {
+    if (this.ready || this.stopped) return;
+    this.ready = true;
+    const down = [...this.supervisors.values()].filter((s) => !s.up);
+    const status = down.length
+      ? `${this.supervisors.size - down.length}/${this.supervisors.size} streams up; waiting: ${down
+          .map((s) => `${s.id} (${s.status().reason})`)
+          .join(', ')}`
+      : `${this.supervisors.size} of ${this.supervisors.size} streams up`;
+    this.notifier.ready(status);
+    this.log.info({ timedOut }, `ready: ${status}`);
+  }
+
+  /** The watchdog's condition: the event loop runs (we are here) and every pump turns. */
+  private alive(): { alive: boolean; why?: string } {
+    for (const supervisor of this.supervisors.values()) {
+      const pump = supervisor.pumpAlive();
+      if (!pump.alive) return pump;
+    }
+    return { alive: true };
+  }
+
+  private clearTimers(): void {
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    if (this.readyTimer) clearTimeout(this.readyTimer);
+    this.healthTimer = null;
+    this.readyTimer = null;
+  }
+}
+
+function openFdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}

@@ -1,0 +1,117 @@
+// `dmx-agent run` as systemd runs it, on both backends: READY=1 once the
+// stream is up, JSON logs on stdout, SIGHUP applies a new pool by resizing,
+// SIGTERM sends STOPPING=1 and exits 0 with every fd it opened closed.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { simConfigJson, streamJson } from '../support/agent-env.js';
+import { waitFor } from '../support/media-env.js';
+
+const cli = fileURLToPath(new URL('../../dist/agent/cli.js', import.meta.url));
+
+/** A python3 child bound to a datagram socket, printing every datagram it gets, one per line. */
+function notifySocket(path: string): { messages: string[]; ready: Promise<void>; close(): void } {
+  const script = `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print('bound', flush=True)
+while True:
+    print(s.recv(4096).decode().replace('\\n', '|'), flush=True)
+`;
+  const child = spawn('python3', ['-c', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const messages: string[] = [];
+  let buffered = '';
+  const ready = new Promise<void>((resolve) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line === 'bound') resolve();
+        else messages.push(line);
+      }
+    });
+  });
+  return { messages, ready, close: () => child.kill('SIGKILL') };
+}
+
+interface Running {
+  child: ChildProcess;
+  logs: Array<Record<string, unknown>>;
+  exit: Promise<number | null>;
+}
+
+function runAgent(configFile: string, env: Record<string, string>): Running {
+  const child = spawn(process.execPath, [cli, 'run', '--config', configFile], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  let buffered = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exit = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      if (code !== 0 && stderr) process.stderr.write(stderr);
+      resolve(code);
+    }),
+  );
+  return { child, logs, exit };
+}
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+describe('dmx-agent run', () => {
+  it('tells systemd it is ready, resizes on SIGHUP and exits 0 on SIGTERM with its fds closed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dmx-agent-cli-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const configFile = join(dir, 'agent.json');
+    const config = (count: number) => simConfigJson([streamJson({ pool: { count } })], { log: { level: 'info' } });
+    writeFileSync(configFile, JSON.stringify(config(6)));
+    const notify = notifySocket(join(dir, 'notify.sock'));
+    cleanups.push(() => notify.close());
+    await notify.ready;
+
+    const agent = runAgent(configFile, { NOTIFY_SOCKET: join(dir, 'notify.sock'), WATCHDOG_USEC: '2000000' });
+    cleanups.push(() => agent.child.kill('SIGKILL'));
+    await waitFor(() => notify.messages.some((m) => m.includes('READY=1')), 30_000, 'READY=1');
+    expect(notify.messages.find((m) => m.includes('READY=1'))).toMatch(/STATUS=1 of 1 streams up/);
+    await waitFor(() => notify.messages.includes('WATCHDOG=1'), 10_000, 'a watchdog ping');
+    const streaming = agent.logs.find((l) => l.stream === 'main' && l.to === 'streaming');
+    expect(streaming).toBeDefined();
+
+    // SIGHUP with a new pool count: applied by draining and reopening.
+    writeFileSync(configFile, JSON.stringify(config(8)));
+    agent.child.kill('SIGHUP');
+    const resized = await waitFor(
+      () => agent.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('pool resized')),
+      20_000,
+      'the resize log line',
+    );
+    expect(resized).toMatchObject({ stream: 'main', to: { count: 8 } });
+
+    agent.child.kill('SIGTERM');
+    expect(await agent.exit).toBe(0);
+    await waitFor(() => notify.messages.includes('STOPPING=1'), 5_000, 'STOPPING=1');
+    const started = agent.logs.find((l) => l.msg === 'starting');
+    const stopped = agent.logs.find((l) => l.msg === 'stopped');
+    expect(stopped).toBeDefined();
+    // Every fd opened for the streams (nodes, dmabufs, sockets) closed again.
+    expect(stopped?.openFds).toBe(started?.openFds);
+  });
+});
