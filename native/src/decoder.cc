@@ -107,6 +107,9 @@ void DecoderCore::Close() {
   fd_ = -1;
   streaming_[0] = streaming_[1] = false;
   output_count_ = capture_count_ = 0;
+  output_memory_ = 0;
+  queue_caps_[0] = queue_caps_[1] = 0;
+  output_queued_.clear();
 }
 
 bool DecoderCore::is_open() const {
@@ -197,6 +200,41 @@ std::optional<SysError> DecoderCore::SetFormat(Queue q, Format* inout) {
   return std::nullopt;
 }
 
+// V4L2_BUF_CAP_SUPPORTS_* bit of a v4l2_memory; 0 for anything vb2 never
+// accepts (vb2_verify_memory_type takes MMAP, USERPTR and DMABUF only).
+static uint32_t MemoryCapability(uint32_t memory) {
+  switch (memory) {
+    case V4L2_MEMORY_MMAP: return V4L2_BUF_CAP_SUPPORTS_MMAP;
+    case V4L2_MEMORY_USERPTR: return V4L2_BUF_CAP_SUPPORTS_USERPTR;
+    case V4L2_MEMORY_DMABUF: return V4L2_BUF_CAP_SUPPORTS_DMABUF;
+    default: return 0;
+  }
+}
+
+static const char* QueueName(Queue q) { return q == Queue::kOutput ? "OUTPUT" : "CAPTURE"; }
+
+void DecoderCore::ExplainReqbufsLocked(SysError* e, Queue q, uint32_t type, uint32_t memory) const {
+  if (e->err == EBUSY) {
+    e->detail = "the queue is streaming or its buffers are still mapped or exported";
+    return;
+  }
+  if (e->err != EINVAL) return;
+  // The kernel checks the type first (check_fmt, then vb2_verify_memory_type
+  // against q->type), then the memory.
+  uint32_t caps = queue_caps_[static_cast<int>(q)];
+  if (type != Type(q)) {
+    e->Reason("v4l2-buffer-type-unsupported");
+    e->detail = "buffer type " + std::to_string(type) + " is not the " + QueueName(q) + " queue's type " +
+                std::to_string(Type(q)) + (mplane_ ? " (a multi-planar device)" : " (a single-planar device)");
+  } else if (MemoryCapability(memory) == 0 || (caps != 0 && (caps & MemoryCapability(memory)) == 0)) {
+    e->Reason("v4l2-memory-type-unsupported");
+    if (caps != 0) e->Arg("capabilities", caps);
+    e->detail = "memory type " + std::to_string(memory) + " is not supported by the " + QueueName(q) + " queue";
+  } else {
+    e->detail = "the queue does not support that buffer type or memory type";
+  }
+}
+
 std::optional<SysError> DecoderCore::Probe(Queue q, v4l2_memory memory, uint32_t* capabilities) {
   std::lock_guard<std::mutex> lock(mutex_);
   v4l2_requestbuffers r;
@@ -204,30 +242,43 @@ std::optional<SysError> DecoderCore::Probe(Queue q, v4l2_memory memory, uint32_t
   r.count = 0;
   r.type = Type(q);
   r.memory = memory;
-  if (sys_->Ioctl(fd_, VIDIOC_REQBUFS, &r) < 0)
-    return Fail(errno, "VIDIOC_REQBUFS").Arg("count", 0).Arg("type", r.type).Arg("memory", memory);
+  if (sys_->Ioctl(fd_, VIDIOC_REQBUFS, &r) < 0) {
+    SysError e = Fail(errno, "VIDIOC_REQBUFS").Arg("count", 0).Arg("type", r.type).Arg("memory", memory);
+    ExplainReqbufsLocked(&e, q, r.type, memory);
+    return e;
+  }
   *capabilities = r.capabilities;
-  if (q == Queue::kOutput) output_count_ = 0;
-  else capture_count_ = 0;
+  queue_caps_[static_cast<int>(q)] = r.capabilities;
+  if (q == Queue::kOutput) {
+    output_count_ = 0;
+    output_memory_ = 0;
+    output_queued_.clear();
+  } else {
+    capture_count_ = 0;
+  }
   return std::nullopt;
 }
 
-std::optional<SysError> DecoderCore::RequestBuffers(Queue q, v4l2_memory memory, uint32_t* count) {
+std::optional<SysError> DecoderCore::RequestBuffers(Queue q, uint32_t memory, uint32_t* count, uint32_t raw_type) {
   std::lock_guard<std::mutex> lock(mutex_);
   v4l2_requestbuffers r;
   memset(&r, 0, sizeof r);
   r.count = *count;
-  r.type = Type(q);
+  r.type = raw_type != 0 ? raw_type : Type(q);
   r.memory = memory;
   if (sys_->Ioctl(fd_, VIDIOC_REQBUFS, &r) < 0) {
     SysError e = Fail(errno, "VIDIOC_REQBUFS").Arg("count", *count).Arg("type", r.type).Arg("memory", memory);
-    if (e.err == EINVAL) e.detail = "the queue does not support that buffer type or memory type";
-    if (e.err == EBUSY) e.detail = "the queue is streaming or its buffers are still mapped or exported";
+    ExplainReqbufsLocked(&e, q, r.type, memory);
     return e;
   }
   *count = r.count;
+  // A raw type the kernel took names the queue that got the buffers.
+  if (r.type != Type(q)) q = V4L2_TYPE_IS_OUTPUT(r.type) ? Queue::kOutput : Queue::kCapture;
+  queue_caps_[static_cast<int>(q)] = r.capabilities;
   if (q == Queue::kOutput) {
     output_count_ = r.count;
+    output_memory_ = r.count > 0 ? memory : 0;
+    output_queued_.assign(r.count, false);
     // The plane size the queue now knows: rule 1 of the import (bytesused
     // must not exceed it) is decided against this (kernel-facts.md).
     v4l2_format f;
@@ -257,6 +308,8 @@ std::optional<SysError> DecoderCore::StreamOff(Queue q) {
   int type = static_cast<int>(Type(q));
   if (sys_->Ioctl(fd_, VIDIOC_STREAMOFF, &type) < 0) return Fail(errno, "VIDIOC_STREAMOFF").Arg("type", type);
   streaming_[static_cast<int>(q)] = false;
+  // vb2_core_streamoff() hands every buffer back without DQBUF.
+  if (q == Queue::kOutput) output_queued_.assign(output_queued_.size(), false);
   return std::nullopt;
 }
 
@@ -280,24 +333,39 @@ std::optional<SysError> DecoderCore::QueueDmabuf(uint32_t slot, int dmabuf_fd, u
     e.Arg("index", slot).Arg("fd", dmabuf_fd).Arg("bytesused", bytesused).Arg("dmabufSize", static_cast<int64_t>(dmabuf_size));
     e.Arg("sizeimage", output_sizeimage_);
     if (e.err == EINVAL) {
-      if (slot >= output_count_)
+      if (slot >= output_count_) {
+        e.Reason("index-out-of-range").Arg("count", output_count_);
         e.detail = "OUTPUT slot out of range (" + std::to_string(output_count_) + " buffers requested)";
-      else if (output_sizeimage_ != 0 && bytesused > output_sizeimage_)
+      } else if (slot < output_queued_.size() && output_queued_[slot]) {
+        e.Reason("buffer-already-queued");
+        e.detail = "OUTPUT slot " + std::to_string(slot) + " is already queued in the decoder";
+      } else if (output_sizeimage_ != 0 && bytesused > output_sizeimage_) {
+        e.Reason("import-bytesused-above-sizeimage");
         e.detail = "bytesused " + std::to_string(bytesused) + " exceeds the decoder's OUTPUT sizeimage " +
                    std::to_string(output_sizeimage_) + ": use pool buffers no larger than sizeimage";
-      else if (output_sizeimage_ != 0 && dmabuf_size < output_sizeimage_)
+      } else if (output_sizeimage_ != 0 && dmabuf_size < output_sizeimage_) {
+        e.Reason("import-dmabuf-below-sizeimage");
         e.detail = "the dmabuf (" + std::to_string(dmabuf_size) + " bytes) is smaller than the decoder's OUTPUT "
                    "sizeimage " + std::to_string(output_sizeimage_) + ": use pool buffers whose page-aligned size "
                    "reaches sizeimage";
-      else
+      } else if (output_memory_ != V4L2_MEMORY_DMABUF) {
+        e.detail = "the OUTPUT queue's buffers were not requested as DMABUF";
+      } else if (output_sizeimage_ != 0) {
+        // Every size fits and the memory type is right: what is left is the
+        // memory itself (a dma-contig decoder, vmalloc demux buffers).
+        e.Reason("import-memory-not-contiguous");
         e.detail = "the decoder refused the buffer although its sizes fit; it may need physically contiguous "
-                   "memory (demux buffers are vmalloc) or another memory type";
+                   "memory (demux buffers are vmalloc)";
+      }
     } else if (e.err == EFAULT) {
-      e.detail = "the decoder could not map the dmabuf; it may need physically contiguous memory (demux buffers "
+      // videobuf2-dma-contig: "contiguous chunk is too small".
+      e.Reason("import-memory-not-contiguous");
+      e.detail = "the decoder could not map the dmabuf; it needs physically contiguous memory (demux buffers "
                  "are vmalloc)";
     }
     return e;
   }
+  if (slot < output_queued_.size()) output_queued_[slot] = true;
   return std::nullopt;
 }
 
@@ -309,6 +377,7 @@ std::optional<SysError> DecoderCore::DequeueOutput(std::optional<DecodedBuffer>*
     if (errno == EAGAIN) return std::nullopt;
     return Fail(errno, "VIDIOC_DQBUF").Arg("type", a.buf.type);
   }
+  if (a.buf.index < output_queued_.size()) output_queued_[a.buf.index] = false;
   *out = DecodedBuffer{a.buf.index, a.bytesused(mplane_), a.buf.flags, a.buf.sequence};
   return std::nullopt;
 }
@@ -784,13 +853,24 @@ Napi::Value Decoder::JS_probeBuffers(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// requestBuffers(queue, memory, count) -> granted count
+// requestBuffers(queue, memory, count, { raw?: { type?, memory? } }) -> granted count.
+// `raw` sends a v4l2_buf_type / v4l2_memory number as is, so that tests can
+// make the kernel refuse a type or memory the queue lacks.
 Napi::Value Decoder::JS_requestBuffers(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Queue q = ArgQueue(env, info[0]);
-  v4l2_memory memory = ArgMemory(env, info[1], V4L2_MEMORY_MMAP);
+  uint32_t memory = ArgMemory(env, info[1], V4L2_MEMORY_MMAP);
   uint32_t count = ArgUint32(env, info[2], "count", 0, VIDEO_MAX_FRAME);
-  if (auto e = Open(env).RequestBuffers(q, memory, &count)) ThrowSysError(env, *e);
+  uint32_t raw_type = 0;
+  if (!info[3].IsUndefined()) {
+    Napi::Value raw = ArgObject(env, info[3], "options").Get("raw");
+    if (!raw.IsUndefined()) {
+      Napi::Object r = ArgObject(env, raw, "options.raw");
+      raw_type = OptUint32(env, r, "type", 0, 1, 255);
+      memory = OptUint32(env, r, "memory", memory, 0, 255);
+    }
+  }
+  if (auto e = Open(env).RequestBuffers(q, memory, &count, raw_type)) ThrowSysError(env, *e);
   return Napi::Number::New(env, count);
 }
 
@@ -904,6 +984,7 @@ Napi::Value Decoder::JS_close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (sink_ && sink_->attached()) {
     SysError e(EBUSY, "close", "", core_->path());
+    e.Reason("pump-attached").Prevented();
     e.detail = "a pump is feeding this decoder; stop or close the pump first";
     ThrowSysError(env, e);
   }

@@ -52,7 +52,9 @@ class DecoderCore {
   std::optional<SysError> SetFormat(Queue q, Format* inout);
   // VIDIOC_REQBUFS with count = 0: frees and reports the queue's capabilities.
   std::optional<SysError> Probe(Queue q, v4l2_memory memory, uint32_t* capabilities);
-  std::optional<SysError> RequestBuffers(Queue q, v4l2_memory memory, uint32_t* count);
+  // VIDIOC_REQBUFS. `memory` is a v4l2_memory as is; `raw_type` (non-zero)
+  // replaces the queue's v4l2_buf_type (diagnosis tests).
+  std::optional<SysError> RequestBuffers(Queue q, uint32_t memory, uint32_t* count, uint32_t raw_type = 0);
   std::optional<SysError> StreamOn(Queue q);
   std::optional<SysError> StreamOff(Queue q);
 
@@ -78,6 +80,8 @@ class DecoderCore {
  private:
   uint32_t Type(Queue q) const;
   SysError Fail(int err, const char* request) const;
+  // Sets the detail and reason of a failed VIDIOC_REQBUFS on queue `q`.
+  void ExplainReqbufsLocked(SysError* e, Queue q, uint32_t type, uint32_t memory) const;
 
   const std::shared_ptr<Sys> sys_;
   const std::string path_;
@@ -87,6 +91,13 @@ class DecoderCore {
   uint32_t output_sizeimage_ = 0;  // the OUTPUT format's sizeimage when buffers were requested
   uint32_t output_count_ = 0;
   uint32_t capture_count_ = 0;
+  uint32_t output_memory_ = 0;  // v4l2_memory of the OUTPUT buffers, 0 when none
+  // V4L2_BUF_CAP_* each queue reported on its last successful REQBUFS; 0
+  // when not known yet (or a kernel too old to report them).
+  uint32_t queue_caps_[2] = {0, 0};
+  // OUTPUT slots queued and not yet dequeued: a second QBUF of one is
+  // EINVAL for a reason that has nothing to do with the buffer's memory.
+  std::vector<bool> output_queued_;
   bool streaming_[2] = {false, false};
 };
 

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "errors.h"
 #include "backend.h"
 
@@ -49,7 +51,15 @@ std::optional<SysError> DemuxCore::Open() {
   // later O_RDONLY DVR open would break mmap for the whole adapter.
   int flags = O_RDWR | O_NONBLOCK | O_CLOEXEC;
   int fd = sys_->Open(path_.c_str(), flags);
-  if (fd < 0) return SysError(errno, "open", "", path_).Arg("flags", flags);
+  if (fd < 0) {
+    SysError e = SysError(errno, "open", "", path_).Arg("flags", flags);
+    if (e.err == EOPNOTSUPP && kind_ == Kind::kDvr) {
+      // dvb_dvr_open() refuses O_RDWR only without CONFIG_DVB_MMAP.
+      e.Reason("dvb-mmap-missing");
+      e.detail = "the kernel has no CONFIG_DVB_MMAP: the DVR cannot be opened O_RDWR for mmap";
+    }
+    return e;
+  }
   fd_ = fd;
   return std::nullopt;
 }
@@ -82,6 +92,7 @@ void DemuxCore::Close() {
   }
   streaming_ = false;
   size_ = 0;
+  kernel_buf_size_ = 0;
 }
 
 std::optional<SysError> DemuxCore::SetPesFilter(uint16_t pid, dmx_output output, dmx_ts_pes pes_type, bool start) {
@@ -145,12 +156,14 @@ std::optional<SysError> DemuxCore::RequestBuffers(uint32_t* count, uint32_t* siz
     // Never let the kernel see it: a REQBUFS rejected with EBUSY leaves the
     // running stream dead on 6.1 (kernel-facts.md). Resize by reopening.
     SysError e = Fail(EBUSY, "DMX_REQBUFS").Arg("count", *count).Arg("size", *size);
+    e.Reason("reqbufs-while-streaming").Prevented();
     e.detail = "refused before the kernel: the queue is streaming and a REQBUFS now would kill the stream; "
                "resize by closing and reopening the node";
     return e;
   }
   if (pump_attached_) {
     SysError e = Fail(EBUSY, "DMX_REQBUFS").Arg("count", *count).Arg("size", *size);
+    e.Reason("pump-attached").Prevented();
     e.detail = "a pump is driving this pool; stop it first";
     return e;
   }
@@ -160,9 +173,16 @@ std::optional<SysError> DemuxCore::RequestBuffers(uint32_t* count, uint32_t* siz
   if (sys_->Ioctl(fd_, DMX_REQBUFS, &req) < 0) {
     // A rejected REQBUFS frees nothing: the pool and its ledger stay as they were.
     SysError e = Fail(errno, "DMX_REQBUFS").Arg("count", *count).Arg("size", *size);
-    if (e.err == ENOTTY) e.detail = "the kernel has no CONFIG_DVB_MMAP (the DVB mmap API is off by default)";
+    if (e.err == ENOTTY) {
+      e.Reason("dvb-mmap-missing");
+      e.detail = "the kernel has no CONFIG_DVB_MMAP (the DVB mmap API is off by default)";
+    } else if (e.err != EINTR && e.err != EFAULT) {
+      // dvb_vb2_reqbufs() stored the clamped size before vb2 refused.
+      kernel_buf_size_ = std::min(*size, kMaxDemuxBufferSize);
+    }
     return e;
   }
+  kernel_buf_size_ = req.size;
   // The old buffers are freed (or orphaned until unmapped): drop our
   // mappings and exports of them.
   ReleasePoolLocked();
@@ -183,7 +203,11 @@ std::optional<SysError> DemuxCore::QueryBuffer(uint32_t index, dmx_buffer* out) 
   std::lock_guard<std::mutex> lock(mutex_);
   memset(out, 0, sizeof *out);
   out->index = index;
-  if (sys_->Ioctl(fd_, DMX_QUERYBUF, out) < 0) return Fail(errno, "DMX_QUERYBUF").Arg("index", index);
+  if (sys_->Ioctl(fd_, DMX_QUERYBUF, out) < 0) {
+    SysError e = Fail(errno, "DMX_QUERYBUF").Arg("index", index);
+    ExplainIndexLocked(&e, index);
+    return e;
+  }
   return std::nullopt;
 }
 
@@ -194,7 +218,11 @@ std::optional<SysError> DemuxCore::MapAll() {
     dmx_buffer q;
     memset(&q, 0, sizeof q);
     q.index = b.index;
-    if (sys_->Ioctl(fd_, DMX_QUERYBUF, &q) < 0) return Fail(errno, "DMX_QUERYBUF").Arg("index", b.index);
+    if (sys_->Ioctl(fd_, DMX_QUERYBUF, &q) < 0) {
+      SysError e = Fail(errno, "DMX_QUERYBUF").Arg("index", b.index);
+      ExplainIndexLocked(&e, b.index);
+      return e;
+    }
     void* p = sys_->Mmap(q.length, PROT_READ, MAP_SHARED, fd_, q.offset);
     if (p == MAP_FAILED)
       return SysError(errno, "mmap", "", path_).Arg("index", b.index).Arg("length", q.length).Arg("offset", q.offset);
@@ -214,10 +242,14 @@ std::optional<SysError> DemuxCore::Export(uint32_t index, uint32_t flags, int* f
   exp.flags = flags;
   if (sys_->Ioctl(fd_, DMX_EXPBUF, &exp) < 0) {
     SysError e = Fail(errno, "DMX_EXPBUF").Arg("index", index).Arg("flags", flags);
-    if (e.err == EINVAL && (flags & ~static_cast<uint32_t>(O_CLOEXEC | O_ACCMODE)) != 0)
+    // vb2_core_expbuf() checks in this order: MMAP memory (buffers
+    // requested), an exporting allocator, the flags, then the index.
+    if (e.err == EINVAL && !buffers_.empty() && (flags & ~static_cast<uint32_t>(O_CLOEXEC | O_ACCMODE)) != 0) {
+      e.Reason("expbuf-flags-unsupported");
       e.detail = "flags may only combine O_CLOEXEC and O_ACCMODE bits";
-    else if (e.err == EINVAL && index >= buffers_.size())
-      e.detail = "index out of range";
+    } else {
+      ExplainIndexLocked(&e, index);
+    }
     return e;
   }
   if (index < buffers_.size() && buffers_[index].export_fd < 0) {
@@ -250,9 +282,21 @@ std::optional<SysError> DemuxCore::Queue(uint32_t index) {
   b.index = index;
   if (sys_->Ioctl(fd_, DMX_QBUF, &b) < 0) {
     SysError e = Fail(errno, "DMX_QBUF").Arg("index", index);
-    if (e.err == EINVAL && index >= buffers_.size()) e.detail = "index out of range";
-    else if (e.err == EINVAL && index < buffers_.size() && buffers_[index].owner == Owner::kKernel)
-      e.detail = "buffer already queued";
+    ExplainIndexLocked(&e, index);
+    if (e.err == EINVAL && e.reason.empty() && index < buffers_.size()) {
+      const PoolBuffer& b = buffers_[index];
+      if (b.owner == Owner::kKernel) {
+        e.Reason("buffer-already-queued");
+        e.detail = "buffer " + std::to_string(index) + " is already queued in the kernel";
+      } else if (kernel_buf_size_ > b.length) {
+        // _buffer_prepare(): "data will not fit into plane".
+        e.Reason("buffer-smaller-than-expected");
+        e.Arg("expectedSize", kernel_buf_size_).Arg("length", b.length);
+        e.detail = "a rejected DMX_REQBUFS set the kernel's buffer size to " + std::to_string(kernel_buf_size_) +
+                   " bytes, larger than the pool's " + std::to_string(b.length) +
+                   "-byte buffers; close and reopen the node";
+      }
+    }
     return e;
   }
   // dmxdev.c: the first successful QBUF calls dvb_vb2_stream_on.
@@ -271,7 +315,12 @@ std::optional<SysError> DemuxCore::Dequeue(std::optional<Dequeued>* out) {
   memset(&b, 0, sizeof b);
   if (sys_->Ioctl(fd_, DMX_DQBUF, &b) < 0) {
     if (errno == EAGAIN) return std::nullopt;
-    return Fail(errno, "DMX_DQBUF");
+    SysError e = Fail(errno, "DMX_DQBUF");
+    if (e.err == ENOTTY) {
+      e.Reason("dvb-mmap-missing");
+      e.detail = "the kernel has no CONFIG_DVB_MMAP (the DVB mmap API is off by default)";
+    }
+    return e;
   }
   if (b.index < buffers_.size()) {
     PoolBuffer& pb = buffers_[b.index];
@@ -291,6 +340,7 @@ std::optional<SysError> DemuxCore::Peek(uint32_t index, uint32_t start, uint32_t
     SysError e(EINVAL, "peek", "", path_);
     e.Arg("index", index);
     e.detail = "buffer not mapped";
+    ExplainIndexLocked(&e, index);
     return e;
   }
   const PoolBuffer& b = buffers_[index];
@@ -354,6 +404,41 @@ void DemuxCore::DetachPump() {
 bool DemuxCore::pump_attached() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return pump_attached_;
+}
+
+void DemuxCore::ExplainIndexLocked(SysError* e, uint32_t index) const {
+  if (e->err == ENOTTY) {
+    e->Reason("dvb-mmap-missing");
+    e->detail = "the kernel has no CONFIG_DVB_MMAP (the DVB mmap API is off by default)";
+    return;
+  }
+  if (e->err != EINVAL) return;
+  uint32_t count = static_cast<uint32_t>(buffers_.size());
+  if (count == 0) {
+    e->Reason("no-buffers-allocated").Arg("count", 0);
+    e->detail = "the pool has no buffers: DMX_REQBUFS first";
+  } else if (index >= count) {
+    e->Reason("index-out-of-range").Arg("count", count);
+    e->detail = "index " + std::to_string(index) + " is out of range: the pool has " + std::to_string(count) +
+                " buffers";
+  }
+}
+
+std::optional<SysError> DemuxCore::RefuseIndex(uint32_t index, const char* syscall, const char* request) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (index < buffers_.size()) return std::nullopt;
+  SysError e(EINVAL, syscall, request, path_);
+  e.Arg("index", index).Prevented();
+  ExplainIndexLocked(&e, index);
+  e.detail = "refused before the kernel: " + e.detail;
+  return e;
+}
+
+SysError DemuxCore::RefuseWhilePumped(const char* syscall, const char* request) const {
+  SysError e(EBUSY, syscall, request, path_);
+  e.Reason("pump-attached").Prevented();
+  e.detail = "a pump is driving this pool; stop or close the pump first";
+  return e;
 }
 
 // ---------------------------------------------------------------- Demux (JS)
@@ -540,20 +625,24 @@ static Napi::Object BufferObject(Napi::Env env, uint32_t index, uint32_t bytesus
 
 // Index checks happen here, before the kernel, unless { raw: true }: kernels
 // before a 2024 fix lacked the index check on DMX_EXPBUF (kernel-facts.md).
-static uint32_t ArgIndex(Napi::Env env, const Napi::CallbackInfo& info, size_t options_at, DemuxCore& core) {
+// An index the pool lacks is refused with the error the kernel would give
+// (EINVAL, marked prevented); a value that is no index at all is a
+// TypeError/RangeError.
+static uint32_t ArgIndex(Napi::Env env, const Napi::CallbackInfo& info, size_t options_at, DemuxCore& core,
+                         const char* syscall, const char* request) {
   uint32_t index = ArgUint32(env, info[0], "index", 0, 1023);
   bool raw = false;
   if (!info[options_at].IsUndefined()) raw = OptBool(env, ArgObject(env, info[options_at], "options"), "raw", false);
-  if (!raw && index >= core.count())
-    ThrowRangeError(env, "index " + std::to_string(index) + " is out of range: the pool has " +
-                             std::to_string(core.count()) + " buffers");
+  if (!raw) {
+    if (auto e = core.RefuseIndex(index, syscall, request)) ThrowSysError(env, *e);
+  }
   return index;
 }
 
 Napi::Value Demux::JS_queryBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DemuxCore& core = Open(env);
-  uint32_t index = ArgIndex(env, info, 1, core);
+  uint32_t index = ArgIndex(env, info, 1, core, "ioctl", "DMX_QUERYBUF");
   dmx_buffer b;
   if (auto e = core.QueryBuffer(index, &b)) ThrowSysError(env, *e);
   return BufferObject(env, b.index, b.bytesused, b.offset, b.length, b.flags, b.count);
@@ -573,8 +662,8 @@ static uint32_t ArgExportFlags(Napi::Env env, const Napi::Value& options) {
 Napi::Value Demux::JS_exportBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DemuxCore& core = Open(env);
-  uint32_t index = ArgIndex(env, info, 1, core);
   uint32_t flags = ArgExportFlags(env, info[1]);
+  uint32_t index = ArgIndex(env, info, 1, core, "ioctl", "DMX_EXPBUF");
   int fd = -1;
   if (auto e = core.Export(index, flags, &fd)) ThrowSysError(env, *e);
   return Napi::Number::New(env, fd);
@@ -591,15 +680,13 @@ Napi::Value Demux::JS_exportBuffers(const Napi::CallbackInfo& info) {
 
 static void RefuseWhilePumped(Napi::Env env, DemuxCore& core, const char* request) {
   if (!core.pump_attached()) return;
-  SysError e(EBUSY, "ioctl", request, core.path());
-  e.detail = "a pump is driving this pool; stop it first";
-  ThrowSysError(env, e);
+  ThrowSysError(env, core.RefuseWhilePumped("ioctl", request));
 }
 
 Napi::Value Demux::JS_queueBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DemuxCore& core = Open(env);
-  uint32_t index = ArgIndex(env, info, 1, core);
+  uint32_t index = ArgIndex(env, info, 1, core, "ioctl", "DMX_QBUF");
   RefuseWhilePumped(env, core, "DMX_QBUF");
   if (auto e = core.Queue(index)) ThrowSysError(env, *e);
   return env.Undefined();
@@ -620,7 +707,7 @@ Napi::Value Demux::JS_dequeueBuffer(const Napi::CallbackInfo& info) {
 Napi::Value Demux::JS_peek(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DemuxCore& core = Open(env);
-  uint32_t index = ArgIndex(env, info, 3, core);
+  uint32_t index = ArgIndex(env, info, 3, core, "peek", "");
   uint32_t start = info[1].IsUndefined() ? 0 : ArgUint32(env, info[1], "start");
   uint32_t length = info[2].IsUndefined() ? UINT32_MAX : ArgUint32(env, info[2], "length");
   std::vector<uint8_t> bytes;
@@ -672,11 +759,7 @@ Napi::Value Demux::JS_poll(const Napi::CallbackInfo& info) {
 
 Napi::Value Demux::JS_close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (core_->pump_attached()) {
-    SysError e(EBUSY, "close", "", core_->path());
-    e.detail = "a pump is driving this pool; stop or close the pump first";
-    ThrowSysError(env, e);
-  }
+  if (core_->pump_attached()) ThrowSysError(env, core_->RefuseWhilePumped("close", ""));
   CloseNow();
   return env.Undefined();
 }

@@ -110,9 +110,19 @@ class DemuxCore {
   void DetachPump();
   bool pump_attached() const;
 
+  // The error the kernel would give for `index` on a pool that lacks it
+  // (EINVAL), for refusing the call before the kernel sees it; nullopt when
+  // the index is in range. `request` is the ioctl ("DMX_QBUF"), or empty
+  // with `syscall` naming a call of our own ("peek").
+  std::optional<SysError> RefuseIndex(uint32_t index, const char* syscall, const char* request) const;
+  // The EBUSY of any call while a pump drives the pool, never sent.
+  SysError RefuseWhilePumped(const char* syscall, const char* request) const;
+
  private:
   SysError Fail(int err, const char* request) const;
   void ReleasePoolLocked();
+  // Sets the reason of an EINVAL on QBUF/QUERYBUF/EXPBUF from the ledger.
+  void ExplainIndexLocked(SysError* e, uint32_t index) const;
 
   const std::shared_ptr<Sys> sys_;
   const std::string path_;
@@ -122,6 +132,11 @@ class DemuxCore {
   bool streaming_ = false;  // set by the first successful QBUF
   bool pump_attached_ = false;
   uint32_t size_ = 0;
+  // The size the kernel's dvb_vb2_ctx holds (buf_siz): every DMX_REQBUFS
+  // that reaches dvb_vb2_reqbufs overwrites it, a rejected one too. A
+  // rejected larger size makes every later QBUF fail with EINVAL ("data
+  // will not fit into plane", kernel-facts.md).
+  uint32_t kernel_buf_size_ = 0;
   std::vector<PoolBuffer> buffers_;
   std::vector<int> extra_export_fds_;  // further EXPBUFs of an already exported buffer
 };

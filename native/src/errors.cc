@@ -92,6 +92,8 @@ static void FillErrorFields(Napi::Env env, Napi::Object obj, const SysError& e) 
     args.Set(name, Napi::Number::New(env, static_cast<double>(value)));
   obj.Set("args", args);
   if (!e.detail.empty()) obj.Set("detail", e.detail);
+  if (!e.reason.empty()) obj.Set("reason", e.reason);
+  if (e.prevented) obj.Set("prevented", true);
 }
 
 Napi::Object SysErrorToObject(Napi::Env env, const SysError& e) {

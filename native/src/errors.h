@@ -1,8 +1,10 @@
 // JS errors with Node's shape. A failed syscall becomes a DmxError (the class
 // agent/native/dmx-error.ts registers at load) carrying `code` ('EINVAL'),
 // `errno` (negative, as Node's own errors), `syscall`, `request` (the ioctl
-// name), `path` and `args`. Bad arguments become TypeError/RangeError before
-// anything reaches the kernel.
+// name), `path`, `args`, and where the native layer knows more than the
+// errno a `reason` (a cause code) and `prevented` (refused before the kernel
+// saw it). Bad arguments become TypeError/RangeError before anything reaches
+// the kernel.
 #pragma once
 
 #include <napi.h>

@@ -63,8 +63,14 @@ std::optional<SysError> PumpCore::Start(EventSink wake) {
     }
   }
   if (!demux_->TryAttachPump()) {
+    if (!demux_->is_open()) {
+      SysError e(EBADF, "pump", "", demux_->path());
+      e.detail = "the demux node is closed";
+      return e;
+    }
     SysError e(EBUSY, "pump", "", demux_->path());
-    e.detail = "another pump drives this pool, or the node is closed";
+    e.Reason("pump-attached").Prevented();
+    e.detail = "another pump drives this pool";
     return e;
   }
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -168,6 +174,11 @@ void PumpCore::Returned(uint32_t index) {
       uint64_t held = now - submitted_at_ns_[index];
       stats_.hold_ns_total += held;
       stats_.hold_ns_max = std::max(stats_.hold_ns_max, held);
+      // A dozen compares under the lock already held: no allocation, no
+      // second lock on the hot path.
+      size_t bucket = 0;
+      while (bucket < kHoldBuckets - 1 && held > kHoldBoundsMs[bucket] * 1000000ull) bucket++;
+      stats_.hold_histogram[bucket]++;
       submitted_at_ns_[index] = 0;
     }
   }
@@ -506,6 +517,19 @@ static Napi::Object EventToJs(Napi::Env env, const PumpEvent& ev) {
   return o;
 }
 
+// A batch delivered after a pump closed can reach its callback while the
+// environment is torn down (the loop ended, the thread-safe function was
+// unref'd), when no JS can run: every napi call fails then, and rethrowing
+// the failure from the callback would terminate the process. A throwing
+// onEvents, at any other time, becomes an uncaught exception as usual.
+static void ThrowIfJsCanRun(Napi::Env env, const Napi::Error& error) noexcept {
+  try {
+    if (!error.IsEmpty()) napi_throw(env, error.Value());  // fails harmlessly at teardown
+  } catch (...) {
+    // Reading the error failed too: the environment is going away.
+  }
+}
+
 Napi::Value Pump::JS_start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) ThrowSysError(env, SysError(EBADF, "pump", "", demux_->path()));
@@ -517,10 +541,14 @@ Napi::Value Pump::JS_start(const Napi::CallbackInfo& info) {
       // NonBlockingCall on an unbounded queue with at most one call in
       // flight (wake_pending_): it never blocks the data path.
       tsfn.NonBlockingCall([core](Napi::Env env, Napi::Function cb) {
-        std::vector<PumpEvent> events = core->TakeEvents();
-        Napi::Array arr = Napi::Array::New(env, events.size());
-        for (size_t i = 0; i < events.size(); i++) arr.Set(static_cast<uint32_t>(i), EventToJs(env, events[i]));
-        if (cb) cb.Call({arr});
+        try {
+          std::vector<PumpEvent> events = core->TakeEvents();
+          Napi::Array arr = Napi::Array::New(env, events.size());
+          for (size_t i = 0; i < events.size(); i++) arr.Set(static_cast<uint32_t>(i), EventToJs(env, events[i]));
+          if (cb) cb.Call({arr});
+        } catch (const Napi::Error& error) {
+          ThrowIfJsCanRun(env, error);
+        }
       });
     };
   }
@@ -574,6 +602,16 @@ Napi::Value Pump::JS_stats(const Napi::CallbackInfo& info) {
   sk.Set("holdMsTotal", ms(s.hold_ns_total));
   sk.Set("holdMsMax", ms(s.hold_ns_max));
   sk.Set("holdMsMean", Napi::Number::New(env, s.returned ? static_cast<double>(s.hold_ns_total) / 1e6 / s.returned : 0));
+  Napi::Object histogram = Napi::Object::New(env);
+  Napi::Array bounds = Napi::Array::New(env, kHoldBuckets - 1);
+  Napi::Array counts = Napi::Array::New(env, kHoldBuckets);
+  for (size_t i = 0; i < kHoldBuckets; i++) {
+    if (i < kHoldBuckets - 1) bounds.Set(static_cast<uint32_t>(i), num(kHoldBoundsMs[i]));
+    counts.Set(static_cast<uint32_t>(i), num(s.hold_histogram[i]));
+  }
+  histogram.Set("boundsMs", bounds);
+  histogram.Set("counts", counts);
+  sk.Set("holdHistogram", histogram);
   o.Set("sinkTime", sk);
   o.Set("requeueFailures", num(s.requeue_failures));
   Napi::Object errs = Napi::Object::New(env);

@@ -33,6 +33,11 @@ struct PumpEvent {
   uint64_t at_ns = 0;
 };
 
+// Upper bounds (ms) of the sink hold-time histogram's buckets; one more
+// bucket counts everything above the last.
+constexpr uint64_t kHoldBoundsMs[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
+constexpr size_t kHoldBuckets = sizeof(kHoldBoundsMs) / sizeof(kHoldBoundsMs[0]) + 1;
+
 struct PumpStats {
   std::string state = "idle";
   uint64_t buffers_dequeued = 0, bytes_dequeued = 0;
@@ -40,6 +45,7 @@ struct PumpStats {
   uint64_t requeue_failures = 0;
   uint64_t submitted = 0, declined = 0, returned = 0;
   uint64_t hold_ns_total = 0, hold_ns_max = 0;
+  uint64_t hold_histogram[kHoldBuckets] = {};  // returned buffers by hold time
   uint64_t zero_queued_ns_total = 0, zero_queued_episodes = 0;
   uint64_t zero_queued_since_ns = 0;  // 0 when buffers are queued
   uint64_t last_dequeue_ns = 0, started_ns = 0;

@@ -178,6 +178,8 @@ SimAdapterConfig ParseAdapter(Napi::Env env, const Napi::Value& value,
                                            at + ".adapter", 0, 255,
                                            "an integer from 0 to 255"));
   if (!IsMissing(o.Get("mmap"))) a.mmap = BoolAt(env, o.Get("mmap"), at + ".mmap");
+  if (!IsMissing(o.Get("exportable")))
+    a.exportable = BoolAt(env, o.Get("exportable"), at + ".exportable");
   if (!IsMissing(o.Get("requireTune")))
     a.require_tune = BoolAt(env, o.Get("requireTune"), at + ".requireTune");
   if (!IsMissing(o.Get("tuneDelayMs")))
@@ -213,6 +215,30 @@ SimDecoderConfig ParseDecoder(Napi::Env env, const Napi::Value& value,
     d.processing_delay_ms = static_cast<int>(IntegerAt(
         env, o.Get("processingDelayMs"), at + ".processingDelayMs", 0, 10001,
         "an integer number of milliseconds from 0 to 10001"));
+  if (!IsMissing(o.Get("contiguous")))
+    d.contiguous = BoolAt(env, o.Get("contiguous"), at + ".contiguous");
+  Napi::Value memory = o.Get("outputMemory");
+  if (!IsMissing(memory)) {
+    Napi::Array list = ArrayAt(env, memory, at + ".outputMemory");
+    if (list.Length() == 0)
+      ThrowRange(env, at + ".outputMemory must hold at least one memory type");
+    d.output_memory = 0;
+    for (uint32_t k = 0; k < list.Length(); ++k) {
+      std::string mat = at + ".outputMemory[" + std::to_string(k) + "]";
+      std::string m = StringAt(env, list.Get(k), mat);
+      uint32_t bit;
+      if (m == "mmap")
+        bit = 0x1;  // V4L2_BUF_CAP_SUPPORTS_MMAP
+      else if (m == "userptr")
+        bit = 0x2;  // V4L2_BUF_CAP_SUPPORTS_USERPTR
+      else if (m == "dmabuf")
+        bit = 0x4;  // V4L2_BUF_CAP_SUPPORTS_DMABUF
+      else
+        ThrowRange(env, mat + " must be 'mmap', 'userptr' or 'dmabuf'");
+      if (d.output_memory & bit) ThrowRange(env, mat + " '" + m + "' is listed twice");
+      d.output_memory |= bit;
+    }
+  }
   Napi::Value formats = o.Get("compressedFormats");
   if (!IsMissing(formats)) {
     Napi::Array list = ArrayAt(env, formats, at + ".compressedFormats");

@@ -19,6 +19,12 @@ struct SysError {
   // (index, flags, bytesused, dmabuf size, sizeimage, ...).
   std::vector<std::pair<std::string, int64_t>> args;
   std::string detail;      // optional human hint added by the caller
+  // A stable cause code where the native layer knows more than the errno
+  // (its ledger, its pool): 'index-out-of-range', 'buffer-already-queued',
+  // ... (agent/diagnosis/types.ts CauseCode). Empty when it knows nothing more.
+  std::string reason;
+  // The native layer refused the call before the kernel saw it.
+  bool prevented = false;
 
   SysError() = default;
   SysError(int e, std::string sc, std::string req, std::string p)
@@ -26,6 +32,14 @@ struct SysError {
         path(std::move(p)) {}
   SysError& Arg(const char* name, int64_t value) {
     args.emplace_back(name, value);
+    return *this;
+  }
+  SysError& Reason(const char* why) {
+    reason = why;
+    return *this;
+  }
+  SysError& Prevented() {
+    prevented = true;
     return *this;
   }
 };

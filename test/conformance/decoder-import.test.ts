@@ -127,6 +127,7 @@ describe('importing demux buffers', () => {
     expect(e).toMatchObject({ code: 'EINVAL', request: 'VIDIOC_QBUF' });
     expect(e.args).toMatchObject({ bytesused: 12032, dmabufSize: 12288, sizeimage: 3072 });
     expect(e.detail).toMatch(/exceeds the decoder's OUTPUT sizeimage/);
+    expect(e.reason).toBe('import-bytesused-above-sizeimage');
   });
 
   it('rule 2: a dmabuf smaller than sizeimage is EINVAL, diagnosed', async () => {
@@ -134,6 +135,7 @@ describe('importing demux buffers', () => {
     expect(e).toMatchObject({ code: 'EINVAL', request: 'VIDIOC_QBUF' });
     expect(e.args).toMatchObject({ bytesused: 3008, dmabufSize: 4096, sizeimage: 6144 });
     expect(e.detail).toMatch(/smaller than the decoder's OUTPUT sizeimage/);
+    expect(e.reason).toBe('import-dmabuf-below-sizeimage');
   });
 
   it('3008-byte buffers against a 3072-byte sizeimage import and come back', async () => {

@@ -87,8 +87,12 @@ describe('DMX_REQBUFS', () => {
         offsets.add(b.offset);
       }
       expect(offsets.size).toBe(4);
-      expectDmxError(() => demux.queryBuffer(7, { raw: true }), 'EINVAL', 'DMX_QUERYBUF');
-      expect(() => demux.queryBuffer(7)).toThrow(RangeError);
+      const raw = expectDmxError(() => demux.queryBuffer(7, { raw: true }), 'EINVAL', 'DMX_QUERYBUF');
+      expect(raw).toMatchObject({ reason: 'index-out-of-range', args: { index: 7, count: 4 } });
+      expect(raw.prevented).toBeUndefined();
+      // Without raw the same index is refused before the kernel, with the kernel's answer.
+      const refused = expectDmxError(() => demux.queryBuffer(7), 'EINVAL', 'DMX_QUERYBUF');
+      expect(refused).toMatchObject({ reason: 'index-out-of-range', prevented: true, args: { index: 7, count: 4 } });
     } finally {
       demux.close();
     }
@@ -296,10 +300,12 @@ describe('DMX_EXPBUF', () => {
         'DMX_EXPBUF',
       );
       expect(e.detail).toMatch(/O_CLOEXEC/);
+      expect(e.reason).toBe('expbuf-flags-unsupported');
       expect(e.args.flags).toBe(EXPORT_FLAGS.O_CLOEXEC | EXPORT_FLAGS.O_APPEND);
       expect(e.path).toBe(DEMUX_PATH);
       expect(e.syscall).toBe('ioctl');
-      expect(() => demux.exportBuffer(5)).toThrow(RangeError);
+      const refused = expectDmxError(() => demux.exportBuffer(5), 'EINVAL', 'DMX_EXPBUF');
+      expect(refused).toMatchObject({ reason: 'index-out-of-range', prevented: true, args: { index: 5, count: 2 } });
     } finally {
       demux.close();
     }

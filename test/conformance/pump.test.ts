@@ -154,6 +154,16 @@ describe('into a V4L2 decoder', () => {
       expect(d.captureFrames).toBeGreaterThan(0);
       expect(s.sinkTime.returned).toBeGreaterThanOrEqual(8);
       expect(s.sinkTime.holdMsMean).toBeGreaterThan(0);
+      // Every returned buffer is in exactly one bucket of the hold-time histogram.
+      const { boundsMs, counts } = s.sinkTime.holdHistogram;
+      expect(boundsMs).toEqual([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]);
+      expect(counts).toHaveLength(boundsMs.length + 1);
+      expect(counts.reduce((sum, n) => sum + n, 0)).toBe(s.sinkTime.returned);
+      // The longest hold lies in the last non-empty bucket.
+      let last = counts.length - 1;
+      while (last > 0 && counts[last] === 0) last--;
+      expect(s.sinkTime.holdMsMax).toBeLessThanOrEqual(last < boundsMs.length ? boundsMs[last]! : Infinity);
+      if (last > 0) expect(s.sinkTime.holdMsMax).toBeGreaterThan(boundsMs[last - 1]!);
       // Every buffer is somewhere known.
       for (const entry of pump.ledger()) expect(['kernel', 'decoder', 'agent']).toContain(entry.owner);
       expect(() => decoder.close()).toThrow(/pump/);
@@ -187,6 +197,9 @@ describe('into a V4L2 decoder', () => {
       expect(err.error.code).toBe('EINVAL');
       expect(err.error.request).toBe('VIDIOC_QBUF');
       expect(err.error.args).toMatchObject({ bytesused: 12032, sizeimage: 3072 });
+      // A posted error carries the native reason like a thrown one.
+      expect(err.error.reason).toBe('import-bytesused-above-sizeimage');
+      expect(err.error.prevented).toBeUndefined();
       await waitFor(() => pump.stats().buffersDequeued >= 5, 30_000, 'the demux to keep cycling');
       const s = pump.stats();
       expect(s.errors['VIDIOC_QBUF:EINVAL']).toBeGreaterThan(0);

@@ -41,7 +41,10 @@ describe('argument validation (nothing sent)', () => {
       expect(() => demux.requestBuffers(-1, 188)).toThrow(RangeError);
       expect(() => demux.requestBuffers(4, 0)).toThrow(RangeError);
       expect(() => demux.requestBuffers('4' as never, 188)).toThrow(TypeError);
-      expect(() => demux.queueBuffer(0)).toThrow(/out of range: the pool has 0 buffers/);
+      expect(() => demux.queueBuffer(-1)).toThrow(RangeError);
+      expect(() => demux.queueBuffer(1024)).toThrow(RangeError);
+      expect(() => demux.queueBuffer(0.5)).toThrow(RangeError);
+      expect(() => demux.queueBuffer('0' as never)).toThrow(TypeError);
       expect(() => demux.setSectionFilter({ pid: 0, filter: new Array(17).fill(0) })).toThrow(/at most 16 bytes/);
     } finally {
       demux.close();
@@ -61,6 +64,59 @@ describe('argument validation (nothing sent)', () => {
   });
 });
 
+describe('index checks (refused before the kernel, shaped as its answer)', () => {
+  it('an index the pool lacks is the EINVAL the kernel would give, marked prevented', () => {
+    const demux = new Demux(DEMUX_PATH, { simulation });
+    try {
+      const none = caught(() => demux.queueBuffer(0)) as DmxError;
+      expect(none).toBeInstanceOf(DmxError);
+      expect(none).toMatchObject({
+        code: 'EINVAL',
+        errno: -22,
+        syscall: 'ioctl',
+        request: 'DMX_QBUF',
+        path: DEMUX_PATH,
+        reason: 'no-buffers-allocated',
+        prevented: true,
+        args: { index: 0, count: 0 },
+      });
+      expect(none.message).toMatch(/refused before the kernel/);
+      demux.requestBuffers(2, 188 * 16);
+      const cases = [
+        [() => demux.queueBuffer(5), 'DMX_QBUF'],
+        [() => demux.queryBuffer(5), 'DMX_QUERYBUF'],
+        [() => demux.exportBuffer(5), 'DMX_EXPBUF'],
+      ] as const;
+      for (const [call, request] of cases) {
+        const e = caught(call) as DmxError;
+        expect(e).toBeInstanceOf(DmxError);
+        expect(e).toMatchObject({ code: 'EINVAL', syscall: 'ioctl', request, reason: 'index-out-of-range' });
+        expect(e.prevented).toBe(true);
+        expect(e.args).toEqual({ index: 5, count: 2 });
+        expect(e.toJSON()).toMatchObject({ reason: 'index-out-of-range', prevented: true });
+      }
+      const peek = caught(() => demux.peek(5)) as DmxError;
+      expect(peek).toMatchObject({ code: 'EINVAL', syscall: 'peek', reason: 'index-out-of-range', prevented: true });
+      expect(peek.request).toBeUndefined();
+    } finally {
+      demux.close();
+    }
+  });
+
+  it('an error the kernel gave carries no prevented flag', () => {
+    const demux = new Demux(DEMUX_PATH, { simulation });
+    try {
+      demux.requestBuffers(2, 188 * 16);
+      const e = caught(() => demux.queueBuffer(5, { raw: true })) as DmxError;
+      expect(e).toMatchObject({ code: 'EINVAL', request: 'DMX_QBUF', reason: 'index-out-of-range' });
+      expect(e.prevented).toBeUndefined();
+      expect('prevented' in e.toJSON()).toBe(false);
+    } finally {
+      demux.close();
+    }
+  });
+});
+
 describe('system errors', () => {
   it('a missing device is ENOENT from open, with the path', () => {
     const e = caught(() => new Demux('/dev/dvb/adapter7/demux0', { simulation })) as DmxError;
@@ -77,9 +133,10 @@ describe('system errors', () => {
       demux.setPesFilter({ pid: 0x100, start: true });
       const e = caught(() => demux.requestBuffers(4, 188 * 64)) as DmxError;
       expect(e).toMatchObject({ code: 'ENOTTY', request: 'DMX_REQBUFS', args: { count: 4, size: 12032 } });
+      expect(e.reason).toBe('dvb-mmap-missing');
       expect(e.detail).toMatch(/CONFIG_DVB_MMAP/);
       const dvr = caught(() => new Demux(DVR_PATH, { simulation: noMmap, kind: 'dvr' })) as DmxError;
-      expect(dvr.code).toBe('EOPNOTSUPP');
+      expect(dvr).toMatchObject({ code: 'EOPNOTSUPP', syscall: 'open', reason: 'dvb-mmap-missing' });
     } finally {
       demux.close();
       noMmap.close();

@@ -5,7 +5,11 @@ import { STREAM_STATES, type StreamStateChange } from '../../agent/streams/types
 function machine() {
   const changes: StreamStateChange[] = [];
   let clock = 1000;
-  const m = new StreamStateMachine('hd', (c) => changes.push(c), () => clock);
+  const m = new StreamStateMachine(
+    'hd',
+    (c) => changes.push(c),
+    () => clock,
+  );
   return { m, changes, tick: (ms: number) => (clock += ms) };
 }
 
@@ -56,7 +60,11 @@ describe('the stream state machine', () => {
     m.transition('opening', 'waiting for /dev/dvb/adapter0/demux0');
     m.transition('opening', 'waiting for /dev/dvb/adapter0/demux0');
     expect(changes).toHaveLength(2);
-    expect(changes[1]).toMatchObject({ from: 'opening', to: 'opening', reason: 'waiting for /dev/dvb/adapter0/demux0' });
+    expect(changes[1]).toMatchObject({
+      from: 'opening',
+      to: 'opening',
+      reason: 'waiting for /dev/dvb/adapter0/demux0',
+    });
     expect(m.reason).toBe('waiting for /dev/dvb/adapter0/demux0');
   });
 

@@ -33,10 +33,11 @@ short RingPollMask(const DvbRingBuffer& b) {
 
 }  // namespace
 
-Dmxdev::Dmxdev(SimInstance* instance, bool mmap_enabled, bool tscheck,
-               std::string dvr_path)
+Dmxdev::Dmxdev(SimInstance* instance, bool mmap_enabled, bool exportable,
+               bool tscheck, std::string dvr_path)
     : instance_(instance),
       mmap_enabled_(mmap_enabled),
+      exportable_(exportable),
       dvr_path_(std::move(dvr_path)),
       demux_(this, tscheck) {
   dvr_buffer_.Init(kDemuxRingSize);  // dvb_dmxdev_init()
@@ -58,7 +59,7 @@ int Dmxdev::DemuxOpen(std::unique_lock<std::mutex>& lock, int flags,
   auto f = std::make_unique<DmxdevFilter>();
   f->path = path;
   f->buffer.Init(kDemuxRingSize);
-  f->vb2.Init((flags & O_NONBLOCK) != 0);
+  f->vb2.Init((flags & O_NONBLOCK) != 0, exportable_);
   f->state = DmxdevFilter::State::kAllocated;
   *out = f.get();
   filters_.push_back(std::move(f));
@@ -506,7 +507,7 @@ int Dmxdev::DvrOpen(std::unique_lock<std::mutex>& lock, int flags) {
     } catch (const std::bad_alloc&) {
       return -ENOMEM;
     }
-    if (may_do_mmap_) dvr_vb2_.Init((flags & O_NONBLOCK) != 0);
+    if (may_do_mmap_) dvr_vb2_.Init((flags & O_NONBLOCK) != 0, exportable_);
     --dvr_readers_;
   }
   // O_WRONLY feeds the demux from memory; vidtv has no DMX_MEMORY_FE.

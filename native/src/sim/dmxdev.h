@@ -63,9 +63,10 @@ struct DmxdevFilter {
 
 class Dmxdev : public DemuxCallbacks {
  public:
-  // `mmap_enabled`: CONFIG_DVB_MMAP.
-  Dmxdev(SimInstance* instance, bool mmap_enabled, bool tscheck,
-         std::string dvr_path);
+  // `mmap_enabled`: CONFIG_DVB_MMAP. `exportable`: the queues' allocator
+  // can export DMABUFs.
+  Dmxdev(SimInstance* instance, bool mmap_enabled, bool exportable,
+         bool tscheck, std::string dvr_path);
   ~Dmxdev() override;
 
   // Demux fds (dvb_demux_*).
@@ -133,6 +134,7 @@ class Dmxdev : public DemuxCallbacks {
 
   SimInstance* instance_;
   const bool mmap_enabled_;
+  const bool exportable_;
   const std::string dvr_path_;
   SwDemux demux_;
   ModelMutex mutex_;  // dmxdev->mutex

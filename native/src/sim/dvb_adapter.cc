@@ -154,7 +154,7 @@ DvbAdapter::DvbAdapter(const SimAdapterConfig& config,
     : config_(config),
       source_(std::move(source)),
       frontend_(config.tune_delay_ms),
-      dmxdev_(this, config.mmap, config.tscheck,
+      dmxdev_(this, config.mmap, config.exportable, config.tscheck,
               NodePath(config.adapter, Node::kDvr)) {
   rate_bps_ = source_->RateBps();
   frontend_.SetRate(rate_bps_, MonotonicNs());

@@ -11,13 +11,14 @@
 namespace dmx {
 namespace sim {
 
-void DvbVb2Ctx::Init(bool nonblocking) {
+void DvbVb2Ctx::Init(bool nonblocking, bool exportable) {
   // dvb_vb2_init() memsets a context the kernel may have leaked buffers in;
   // the sim frees them instead.
   FreeBuffers();
   initialised_ = true;
   state_ = kInit;
   nonblocking_ = nonblocking;
+  exportable_ = exportable;
   buf_siz_ = 0;
   buf_cnt_ = 0;
   flags_ = 0;
@@ -138,6 +139,7 @@ int DvbVb2Ctx::Querybuf(struct dmx_buffer* b) const {
 int DvbVb2Ctx::Expbuf(struct dmx_exportbuffer* e) const {
   // vb2_core_expbuf()
   if (!memory_mmap_) return -EINVAL;
+  if (!exportable_) return -EINVAL;  // !q->mem_ops->get_dmabuf
   if (e->flags & ~static_cast<uint32_t>(O_CLOEXEC | O_ACCMODE)) return -EINVAL;
   if (e->index >= bufs_.size()) return -EINVAL;
   int fd = bufs_[e->index].mem.Export(static_cast<int>(e->flags));

@@ -32,8 +32,9 @@ class DvbVb2Ctx {
   static constexpr uint32_t kMaxSize = 4096 * 188;  // DVB_V2_MAX_SIZE
   static constexpr unsigned kMaxFrame = 32;         // VB2_MAX_FRAME (6.1)
 
-  // dvb_vb2_init(): a fresh context and queue.
-  void Init(bool nonblocking);
+  // dvb_vb2_init(): a fresh context and queue. `exportable`: the queue's
+  // allocator has get_dmabuf (vmalloc does; without it DMX_EXPBUF is EINVAL).
+  void Init(bool nonblocking, bool exportable);
   // The release path of dmxdev: stream off when streaming, then
   // dvb_vb2_release(). The sim also frees its buffers when the kernel would
   // leak them (ctx state lost its INIT bit after a failed REQBUFS).
@@ -93,6 +94,7 @@ class DvbVb2Ctx {
   bool initialised_ = false;
   unsigned state_ = kNone;
   bool nonblocking_ = false;
+  bool exportable_ = true;
   uint32_t buf_siz_ = 0;
   uint32_t buf_cnt_ = 0;
   uint32_t flags_ = 0;

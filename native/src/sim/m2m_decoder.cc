@@ -26,10 +26,10 @@ constexpr uint32_t kDstQueueOffBase = 1u << 30;      // DST_QUEUE_OFF_BASE
 constexpr uint32_t kCidTransTime = V4L2_CID_USER_BASE + 0x1000;
 constexpr uint32_t kCidTransNumBufs = V4L2_CID_USER_BASE + 0x1001;
 constexpr uint32_t kKernelVersion = (6 << 16) | (1 << 8) | 192;  // 6.1.192
-// V4L2_BUF_CAP_*: every memory type and orphaned buffers; requests on
-// OUTPUT only (vim2m's supports_requests).
-constexpr uint32_t kOutputCaps = 0x1F;
-constexpr uint32_t kCaptureCaps = 0x17;
+// vim2m's io_modes (MMAP | USERPTR | DMABUF, as V4L2_BUF_CAP_SUPPORTS_*
+// bits) on CAPTURE; OUTPUT takes the configured ones. Requests on OUTPUT
+// only (vim2m's supports_requests).
+constexpr uint32_t kAllMemory = 0x7;
 
 struct Format {
   uint32_t fourcc;
@@ -191,8 +191,10 @@ M2mContext::M2mContext(std::shared_ptr<M2mDecoder> dev, int fd, int flags,
                        std::string path)
     : SimFile(dev.get(), fd, flags, std::move(path)),
       dev_(std::move(dev)),
-      out_(V4L2_BUF_TYPE_VIDEO_OUTPUT, this, kOutputCaps),
-      cap_(V4L2_BUF_TYPE_VIDEO_CAPTURE, this, kCaptureCaps),
+      out_(V4L2_BUF_TYPE_VIDEO_OUTPUT, this, dev_->config().output_memory,
+           true, dev_->config().contiguous),
+      cap_(V4L2_BUF_TYPE_VIDEO_CAPTURE, this, kAllMemory, false,
+           dev_->config().contiguous),
       transtime_ms_(dev_->config().processing_delay_ms) {
   formats_.assign(std::begin(kVim2mFormats), std::end(kVim2mFormats));
   for (const SimCompressedFormat& c : dev_->config().compressed_formats)

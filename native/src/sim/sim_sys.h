@@ -53,6 +53,9 @@ struct SimSourceConfig {
 struct SimAdapterConfig {
   int adapter = 0;           // N in /dev/dvb/adapterN
   bool mmap = true;          // false: a kernel without CONFIG_DVB_MMAP
+  // false: the vb2 allocator has no get_dmabuf, so DMX_EXPBUF is EINVAL
+  // (vb2_core_expbuf).
+  bool exportable = true;
   bool require_tune = true;  // as vidtv: nothing flows before a tune+lock
   SimSourceConfig source;
   int tune_delay_ms = 5;     // DTV_TUNE to FE_HAS_LOCK
@@ -70,6 +73,13 @@ struct SimDecoderConfig {
   std::string name = "vim2m";
   int processing_delay_ms = 2;  // vim2m's transtime
   std::vector<SimCompressedFormat> compressed_formats;  // extra OUTPUT formats
+  // The allocator is videobuf2-dma-contig instead of vmalloc: an imported
+  // dmabuf must be physically contiguous, and the sim's dmabufs (vmalloc
+  // demux buffers, memfds) are contiguous only within a page.
+  bool contiguous = false;
+  // The OUTPUT queue's io_modes as V4L2_BUF_CAP_SUPPORTS_{MMAP,USERPTR,
+  // DMABUF} bits (vim2m: all three).
+  uint32_t output_memory = 0x7;
 };
 
 struct SimConfig {

@@ -29,6 +29,24 @@ bool ValidMemory(uint32_t m) {
          m == V4L2_MEMORY_DMABUF;
 }
 
+// The io_modes bit (V4L2_BUF_CAP_SUPPORTS_*) of a valid memory type.
+uint32_t MemoryMode(uint32_t m) {
+  switch (m) {
+    case V4L2_MEMORY_MMAP: return V4L2_BUF_CAP_SUPPORTS_MMAP;
+    case V4L2_MEMORY_USERPTR: return V4L2_BUF_CAP_SUPPORTS_USERPTR;
+    case V4L2_MEMORY_DMABUF: return V4L2_BUF_CAP_SUPPORTS_DMABUF;
+    default: return 0;
+  }
+}
+
+// fill_buf_caps(): orphaned buffers always, the io_modes, requests when
+// the driver supports them.
+uint32_t BufCaps(uint32_t io_modes, bool supports_requests) {
+  uint32_t caps = V4L2_BUF_CAP_SUPPORTS_ORPHANED_BUFS | io_modes;
+  if (supports_requests) caps |= V4L2_BUF_CAP_SUPPORTS_REQUESTS;
+  return caps;
+}
+
 }  // namespace
 
 uint8_t* V4l2Queue::Buffer::vaddr() const {
@@ -47,18 +65,23 @@ bool V4l2Queue::Buffer::writable() const {
   return mem.valid() || (map.mapped() && map.writable());
 }
 
-V4l2Queue::V4l2Queue(uint32_t type, Driver* driver, uint32_t caps)
+V4l2Queue::V4l2Queue(uint32_t type, Driver* driver, uint32_t io_modes,
+                     bool supports_requests, bool contiguous)
     : type_(type),
       is_output_(V4L2_TYPE_IS_OUTPUT(type)),
       driver_(driver),
-      caps_(caps) {}
+      io_modes_(io_modes),
+      caps_(BufCaps(io_modes, supports_requests)),
+      contiguous_(contiguous) {}
 
 V4l2Queue::~V4l2Queue() = default;
 
 int V4l2Queue::Reqbufs(struct v4l2_requestbuffers* req) {
-  // vb2_reqbufs(): vb2_verify_memory_type() first.
+  // vb2_reqbufs(): vb2_verify_memory_type() first: a memory type vb2
+  // knows, the queue's own type, then the memory among its io_modes.
   if (!ValidMemory(req->memory)) return -EINVAL;
   if (req->type != type_) return -EINVAL;
+  if (!(io_modes_ & MemoryMode(req->memory))) return -EINVAL;
   // vb2_core_reqbufs()
   if (streaming_) return -EBUSY;
   if (waiting_in_dqbuf && req->count) return -EBUSY;
@@ -289,12 +312,16 @@ int V4l2Queue::PrepareDmabuf(Buffer& vb, const Staged& st) {
   }
   if (r == 0 && !(vb.attached && vb.dbuf.Same(info) && vb.length == length)) {
     PutDmabuf(vb);  // buf_cleanup + release of the previous buffer
-    // vb2_vmalloc_attach_dmabuf(): a length past the dmabuf's end.
+    // vb2_vmalloc_attach_dmabuf() / vb2_dc_attach_dmabuf(): a length
+    // past the dmabuf's end.
     if (info.size < length) {
       r = -EFAULT;
     } else {
       vb.attached = true;
       vb.dbuf = info;
+      // vb2_dc_map_dmabuf(): "contiguous chunk is too small". Every dmabuf
+      // the sim sees is vmalloc-like memory, contiguous within a page only.
+      if (contiguous_ && length > PageSize()) r = -EFAULT;
     }
   }
   if (r == 0 && !vb.map.mapped()) r = vb.map.Map(st.fd, info.size);

@@ -7,8 +7,9 @@
 // on it: bytesused is checked against the plane length the queue knows
 // (the format's sizeimage at REQBUFS, or what the last successful import
 // set), the dmabuf must be at least the REQBUFS sizeimage, a user length
-// larger than the dmabuf is EFAULT, and a failed import releases the
-// buffer's previous attachment (its plane length becomes 0).
+// larger than the dmabuf is EFAULT, a dma-contig queue refuses memory that
+// is not physically contiguous with EFAULT, and a failed import releases
+// the buffer's previous attachment (its plane length becomes 0).
 //
 // Not thread safe: the decoder's mutex guards every call.
 #pragma once
@@ -72,8 +73,12 @@ class V4l2Queue {
     virtual void StopStreaming(V4l2Queue& q) = 0;
   };
 
-  // `caps`: V4L2_BUF_CAP_* reported by REQBUFS.
-  V4l2Queue(uint32_t type, Driver* driver, uint32_t caps);
+  // `io_modes`: the memory types the queue takes, as
+  // V4L2_BUF_CAP_SUPPORTS_{MMAP,USERPTR,DMABUF} bits. `contiguous`: the
+  // allocator is videobuf2-dma-contig, so an imported dmabuf must be one
+  // physically contiguous chunk.
+  V4l2Queue(uint32_t type, Driver* driver, uint32_t io_modes,
+            bool supports_requests, bool contiguous);
   ~V4l2Queue();
   V4l2Queue(const V4l2Queue&) = delete;
   V4l2Queue& operator=(const V4l2Queue&) = delete;
@@ -129,7 +134,9 @@ class V4l2Queue {
   const uint32_t type_;
   const bool is_output_;
   Driver* const driver_;
-  const uint32_t caps_;
+  const uint32_t io_modes_;
+  const uint32_t caps_;  // V4L2_BUF_CAP_* reported by REQBUFS
+  const bool contiguous_;
   uint32_t memory_ = 0;  // 0: VB2_MEMORY_UNKNOWN
   bool streaming_ = false;
   bool start_streaming_called_ = false;
