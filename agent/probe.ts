@@ -116,7 +116,8 @@ function probeDecoder(path: string, name: string, opts: { simulation?: Simulatio
   try {
     const cap = decoder.querycap();
     const outputFormats = decoder.enumFormats('output').map(({ fourcc, compressed }) => ({ fourcc, compressed }));
-    const buffers = decoder.probeBuffers('output', 'dmabuf');
+    // MMAP: a count-0 REQBUFS reads the capabilities even where DMABUF is missing (asking for it there is EINVAL).
+    const buffers = decoder.probeBuffers('output', 'mmap');
     return {
       path,
       name,

@@ -77,6 +77,11 @@ export interface NativeDemux {
     count: number;
     size: number;
   };
+  /**
+   * The index-taking calls refuse an index the pool lacks before the kernel
+   * sees it, with the EINVAL the kernel would give (`prevented: true`,
+   * `reason` 'index-out-of-range' or 'no-buffers-allocated'); `raw` sends it.
+   */
   queryBuffer(index: number, options?: { raw?: boolean }): DmxBufferInfo;
   mapBuffers(): void;
   exportBuffer(index: number, options?: { flags?: number; raw?: boolean }): number;
@@ -304,7 +309,8 @@ export interface NativePump {
 }
 
 export interface SimFault {
-  kind: 'cc-gap' | 'tei' | 'crc-discard' | 'stall' | 'burst';
+  /** alloc-fail: the next `count` buffer allocations of the adapter fail (ENOMEM, or a short grant). */
+  kind: 'cc-gap' | 'tei' | 'crc-discard' | 'stall' | 'burst' | 'alloc-fail';
   pid?: number;
   count?: number;
   durationMs?: number;

@@ -235,6 +235,7 @@ export class StreamSupervisor {
     } catch (err) {
       const reason = this.describeFailure(err);
       this.reportError(err);
+      this.machine.transition('draining', `rolling back to ${describePool(from)}: ${reason}`);
       this.closeDataPath({ keepSinkSocket: true });
       try {
         this.openDataPath(from, `rolled back to ${describePool(from)}: ${reason}`);
@@ -397,7 +398,9 @@ export class StreamSupervisor {
       });
       const capture = sink.captureFormat ?? sink.format;
       decoder.setFormat('capture', { fourcc: capture.fourcc, width: capture.width, height: capture.height });
-      const caps = decoder.probeBuffers('output', 'dmabuf');
+      // A count-0 REQBUFS in MMAP mode reads the capabilities even where DMABUF is missing
+      // (asking for DMABUF there is itself an EINVAL).
+      const caps = decoder.probeBuffers('output', 'mmap');
       this.decoderInfo = {
         path,
         name: cap.card,

@@ -56,6 +56,31 @@ describe('argument validation (nothing sent)', () => {
     expect(() => new ConsumerSink({ socketPath: '/tmp/x.sock', streamId: 'bad id!' })).toThrow(RangeError);
   });
 
+  it('validates the simulation options that build a differently made device', () => {
+    expect(() => new Simulation({ adapters: [{ exportable: 'no' as never }] })).toThrow(TypeError);
+    expect(() => new Simulation({ decoders: [{ contiguous: 1 as never }] })).toThrow(TypeError);
+    expect(() => new Simulation({ decoders: [{ outputMemory: 'mmap' as never }] })).toThrow(TypeError);
+    expect(() => new Simulation({ decoders: [{ outputMemory: [] }] })).toThrow(/at least one memory type/);
+    expect(() => new Simulation({ decoders: [{ outputMemory: ['overlay' as never] }] })).toThrow(RangeError);
+    expect(() => new Simulation({ decoders: [{ outputMemory: ['mmap', 'mmap'] }] })).toThrow(/listed twice/);
+    const made = new Simulation({
+      adapters: [{ exportable: false }],
+      decoders: [{ contiguous: true, outputMemory: ['mmap', 'dmabuf'] }],
+    });
+    try {
+      const decoder = new Decoder('vim2m', { simulation: made });
+      try {
+        const caps = decoder.probeBuffers('output', 'mmap');
+        expect(caps).toMatchObject({ supportsMmap: true, supportsUserptr: false, supportsDmabuf: true });
+        expect(decoder.probeBuffers('capture', 'mmap').supportsUserptr).toBe(true);
+      } finally {
+        decoder.close();
+      }
+    } finally {
+      made.close();
+    }
+  });
+
   it('enforces pool sizes that keep TS packets whole', () => {
     expect(() => validatePoolRequest(4, 1000)).toThrow(/multiple of 188/);
     expect(() => validatePoolRequest(4, 188 * 4097)).toThrow(/at most 770048/);

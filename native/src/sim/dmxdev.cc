@@ -59,7 +59,7 @@ int Dmxdev::DemuxOpen(std::unique_lock<std::mutex>& lock, int flags,
   auto f = std::make_unique<DmxdevFilter>();
   f->path = path;
   f->buffer.Init(kDemuxRingSize);
-  f->vb2.Init((flags & O_NONBLOCK) != 0, exportable_);
+  f->vb2.Init((flags & O_NONBLOCK) != 0, exportable_, &alloc_failures_);
   f->state = DmxdevFilter::State::kAllocated;
   *out = f.get();
   filters_.push_back(std::move(f));
@@ -507,7 +507,7 @@ int Dmxdev::DvrOpen(std::unique_lock<std::mutex>& lock, int flags) {
     } catch (const std::bad_alloc&) {
       return -ENOMEM;
     }
-    if (may_do_mmap_) dvr_vb2_.Init((flags & O_NONBLOCK) != 0, exportable_);
+    if (may_do_mmap_) dvr_vb2_.Init((flags & O_NONBLOCK) != 0, exportable_, &alloc_failures_);
     --dvr_readers_;
   }
   // O_WRONLY feeds the demux from memory; vidtv has no DMX_MEMORY_FE.

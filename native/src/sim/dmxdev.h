@@ -11,6 +11,7 @@
 // and may wait on the instance's condition variable.
 #pragma once
 
+#include <atomic>
 #include <sys/ioctl.h>  // before dmx.h, which needs _IOR
 
 #include <linux/dvb/dmx.h>
@@ -65,6 +66,9 @@ class Dmxdev : public DemuxCallbacks {
  public:
   // `mmap_enabled`: CONFIG_DVB_MMAP. `exportable`: the queues' allocator
   // can export DMABUFs.
+  // The next `n` vb2 buffer allocations on this adapter fail.
+  void FailAllocations(uint32_t n) { alloc_failures_ += n; }
+
   Dmxdev(SimInstance* instance, bool mmap_enabled, bool exportable,
          bool tscheck, std::string dvr_path);
   ~Dmxdev() override;
@@ -135,6 +139,9 @@ class Dmxdev : public DemuxCallbacks {
   SimInstance* instance_;
   const bool mmap_enabled_;
   const bool exportable_;
+  // Buffer allocations still to fail (SimFault kAllocFail), shared by every
+  // vb2 context of the adapter.
+  std::atomic<uint32_t> alloc_failures_{0};
   const std::string dvr_path_;
   SwDemux demux_;
   ModelMutex mutex_;  // dmxdev->mutex

@@ -216,6 +216,10 @@ void DvbAdapter::Kill() {
 }
 
 void DvbAdapter::InjectFault(const SimFault& fault) {
+  if (fault.kind == SimFault::Kind::kAllocFail) {
+    dmxdev_.FailAllocations(fault.count);
+    return;
+  }
   uint16_t pid;
   {
     std::lock_guard<std::mutex> lock(source_mu_);

@@ -11,7 +11,7 @@
 namespace dmx {
 namespace sim {
 
-void DvbVb2Ctx::Init(bool nonblocking, bool exportable) {
+void DvbVb2Ctx::Init(bool nonblocking, bool exportable, std::atomic<uint32_t>* alloc_failures) {
   // dvb_vb2_init() memsets a context the kernel may have leaked buffers in;
   // the sim frees them instead.
   FreeBuffers();
@@ -19,6 +19,7 @@ void DvbVb2Ctx::Init(bool nonblocking, bool exportable) {
   state_ = kInit;
   nonblocking_ = nonblocking;
   exportable_ = exportable;
+  alloc_failures_ = alloc_failures;
   buf_siz_ = 0;
   buf_cnt_ = 0;
   flags_ = 0;
@@ -84,6 +85,14 @@ int DvbVb2Ctx::Reqbufs(struct dmx_requestbuffers* req) {
   return 0;
 }
 
+bool DvbVb2Ctx::TakeAllocFailure() {
+  if (alloc_failures_ == nullptr) return false;
+  uint32_t left = alloc_failures_->load();
+  while (left > 0 && !alloc_failures_->compare_exchange_weak(left, left - 1)) {
+  }
+  return left > 0;
+}
+
 int DvbVb2Ctx::CoreReqbufs(unsigned* count) {
   // vb2_core_reqbufs()
   if (vb2_streaming_) return -EBUSY;
@@ -106,7 +115,7 @@ int DvbVb2Ctx::CoreReqbufs(unsigned* count) {
   size_t offset = 0;
   for (unsigned i = 0; i < n; ++i) {
     Buffer b;
-    if (b.mem.Allocate(buf_siz_) != 0) break;
+    if (TakeAllocFailure() || b.mem.Allocate(buf_siz_) != 0) break;
     b.length = buf_siz_;
     // __setup_offsets(): each buffer starts at the page after the previous.
     b.offset = static_cast<uint32_t>(offset);

@@ -13,6 +13,7 @@
 // Not thread safe: the owning adapter's mutex guards every call.
 #pragma once
 
+#include <atomic>
 #include <sys/ioctl.h>  // before dmx.h, which needs _IOR
 
 #include <linux/dvb/dmx.h>
@@ -34,7 +35,10 @@ class DvbVb2Ctx {
 
   // dvb_vb2_init(): a fresh context and queue. `exportable`: the queue's
   // allocator has get_dmabuf (vmalloc does; without it DMX_EXPBUF is EINVAL).
-  void Init(bool nonblocking, bool exportable);
+  // `alloc_failures`: allocations still to fail (fault injection), may be null.
+  void Init(bool nonblocking, bool exportable, std::atomic<uint32_t>* alloc_failures = nullptr);
+  // Consumes one injected allocation failure, if any is left.
+  bool TakeAllocFailure();
   // The release path of dmxdev: stream off when streaming, then
   // dvb_vb2_release(). The sim also frees its buffers when the kernel would
   // leak them (ctx state lost its INIT bit after a failed REQBUFS).
@@ -95,6 +99,7 @@ class DvbVb2Ctx {
   unsigned state_ = kNone;
   bool nonblocking_ = false;
   bool exportable_ = true;
+  std::atomic<uint32_t>* alloc_failures_ = nullptr;
   uint32_t buf_siz_ = 0;
   uint32_t buf_cnt_ = 0;
   uint32_t flags_ = 0;

@@ -152,7 +152,8 @@ std::string SimConfig::Validate() const {
       return at + ".processingDelayMs must be from 0 to 10001";
     // vb2_core_queue_init() refuses a queue without io_modes.
     if (d.output_memory == 0 || (d.output_memory & ~0x7u) != 0)
-      return at + ".outputMemory must hold at least one of 'mmap', 'userptr', 'dmabuf'";
+      return at + ".outputMemory must hold at least one of 'mmap', "
+                  "'userptr', 'dmabuf'";
     std::set<uint32_t> fourccs;
     for (size_t k = 0; k < d.compressed_formats.size(); ++k) {
       const SimCompressedFormat& f = d.compressed_formats[k];

@@ -96,7 +96,10 @@ struct SimConfig {
 };
 
 struct SimFault {
-  enum class Kind { kCcGap, kTei, kCrcDiscard, kStall, kBurst };
+  // kAllocFail: the next `count` vb2 buffer allocations of the adapter fail;
+  // vb2 stops at the first that fails, so a REQBUFS whose first allocation
+  // fails gets ENOMEM, a later one a short grant (__vb2_queue_alloc).
+  enum class Kind { kCcGap, kTei, kCrcDiscard, kStall, kBurst, kAllocFail };
   Kind kind = Kind::kCcGap;
   int pid = -1;            // -1: the fault's default PID
   uint32_t count = 1;      // cc-gap, tei, crc-discard
