@@ -199,6 +199,7 @@ export class Controller {
       } catch (err) {
         this.log.error({ err, stream: supervisor.id }, 'health sampling failed');
       }
+      if (health) this.log.debug({ stream: supervisor.id, health }, 'stream health');
       lines.push({ status: supervisor.status(), health: health ?? supervisor.health });
     }
     this.lastAgentHealth = this.agentHealth.sample(lines.map((l) => ({ state: l.status.state })));

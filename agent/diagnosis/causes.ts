@@ -44,6 +44,15 @@ export interface CauseEntry {
 
 // ---------------------------------------------------------------- numbers and names
 
+/** "count 4, size 12032", "count 4", "size 12032" or '' from a call's arguments. */
+function poolWords(f: CauseFacts): string {
+  const count = arg(f, 'count');
+  const size = arg(f, 'size');
+  return [count !== undefined ? `count ${count}` : '', size !== undefined ? `size ${size}` : '']
+    .filter(Boolean)
+    .join(', ');
+}
+
 function arg(facts: CauseFacts, name: string): number | undefined {
   const value = facts.args[name];
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
@@ -682,14 +691,8 @@ export const CAUSES: Readonly<Record<CauseCode, CauseEntry>> = {
     when: 'DMX_REQBUFS on a streaming fd (refused by the native layer; if the kernel sees it, the stream dies on 6.1), or VIDIOC_REQBUFS on a busy queue',
     remedy: 'resize by closing and reopening the node: filter, REQBUFS, map, export, queue',
     summarize(f) {
-      const count = arg(f, 'count');
-      const size = arg(f, 'size');
-      const asked =
-        count !== undefined && size !== undefined
-          ? ` (count ${count}, size ${size})`
-          : count !== undefined
-            ? ` (count ${count})`
-            : '';
+      const words = poolWords(f);
+      const asked = words ? ` (${words})` : '';
       if (isDecoderCall(f)) {
         return `VIDIOC_REQBUFS${asked}${on(f)} failed with EBUSY: the queue is streaming or its buffers are still mapped or exported`;
       }
@@ -793,17 +796,8 @@ export const CAUSES: Readonly<Record<CauseCode, CauseEntry>> = {
     when: 'a pool count or size the agent refuses before any call: size not a multiple of 188, above 770048, or a count outside 2..32',
     remedy: 'use a size that is a positive multiple of 188 up to 770048 and a count from 2 to 32',
     summarize(f) {
-      const count = arg(f, 'count');
-      const size = arg(f, 'size');
-      const pool =
-        count !== undefined && size !== undefined
-          ? ` ${count} x ${size} bytes`
-          : size !== undefined
-            ? ` size ${size}`
-            : count !== undefined
-              ? ` count ${count}`
-              : '';
-      return `the pool${pool} was refused before any call${withDetail(f)}`;
+      const words = poolWords(f);
+      return `the pool${words ? ` (${words})` : ''} was refused before any call${withDetail(f)}`;
     },
     advise(f) {
       const size = arg(f, 'size');

@@ -81,8 +81,9 @@ describe('dmx-agent run', () => {
     const dir = mkdtempSync(join(tmpdir(), 'dmx-agent-cli-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const configFile = join(dir, 'agent.json');
-    const config = (count: number) => simConfigJson([streamJson({ pool: { count } })], { log: { level: 'info' } });
-    writeFileSync(configFile, JSON.stringify(config(6)));
+    const config = (count: number, level: string) =>
+      simConfigJson([streamJson({ pool: { count } })], { log: { level, pretty: 'never' } });
+    writeFileSync(configFile, JSON.stringify(config(6, 'info')));
     const notify = notifySocket(join(dir, 'notify.sock'));
     cleanups.push(() => notify.close());
     await notify.ready;
@@ -95,8 +96,11 @@ describe('dmx-agent run', () => {
     const streaming = agent.logs.find((l) => l.stream === 'main' && l.to === 'streaming');
     expect(streaming).toBeDefined();
 
-    // SIGHUP with a new pool count: applied by draining and reopening.
-    writeFileSync(configFile, JSON.stringify(config(8)));
+    expect(agent.logs.some((l) => l.level === 20)).toBe(false);
+
+    // SIGHUP with a new pool count and log level: the pool is resized by draining and reopening,
+    // the level changes at run time.
+    writeFileSync(configFile, JSON.stringify(config(8, 'debug')));
     agent.child.kill('SIGHUP');
     const resized = await waitFor(
       () => agent.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('pool resized')),
@@ -104,6 +108,14 @@ describe('dmx-agent run', () => {
       'the resize log line',
     );
     expect(resized).toMatchObject({ stream: 'main', to: { count: 8 } });
+    const reloaded = agent.logs.find((l) => l.msg === 'configuration reloaded');
+    expect(reloaded?.applied).toEqual(expect.arrayContaining(['log.level info -> debug', 'stream main resized']));
+    const health = await waitFor(
+      () => agent.logs.find((l) => l.msg === 'stream health' && l.level === 20),
+      10_000,
+      'a debug health line after the level change',
+    );
+    expect(health).toMatchObject({ stream: 'main', health: { pool: { count: 8 } } });
 
     agent.child.kill('SIGTERM');
     expect(await agent.exit).toBe(0);

@@ -2,8 +2,9 @@
 // resize by reopening, survive the decoder going away and a device that is
 // not there yet, and give back every fd and mapping when stopped.
 import { afterEach, describe, expect, it } from 'vitest';
+import { Demux } from '../../agent/native/index.js';
 import { type AgentHarness, loadSimConfig, startAgent, streamJson } from '../support/agent-env.js';
-import { DEMUX_PATH, fdCount, mappingCount, onKernel, waitFor } from '../support/media-env.js';
+import { DEMUX_PATH, DVR_PATH, fdCount, mappingCount, onKernel, waitFor } from '../support/media-env.js';
 
 let agent: AgentHarness | null = null;
 
@@ -112,6 +113,55 @@ describe('the agent', () => {
     });
     // The old pool streams again.
     await healthyAndFlowing(agent);
+  });
+
+  it('recovers by itself when a busy DVR is released: device-busy, retried with backoff', async () => {
+    agent = startAgent({ ...loadSimConfig([]), streams: [] });
+    const sim = agent.controller.media.simulation;
+    // Another process holding the DVR: it takes one reader, so the agent's open fails with EBUSY.
+    const holder = new Demux(DVR_PATH, { kind: 'dvr', ...(sim ? { simulation: sim } : {}) });
+    try {
+      agent.controller.reload(
+        loadSimConfig([
+          streamJson({
+            id: 'dvr',
+            source: 'dvr',
+            filter: { pids: [0x2000], output: 'ts-tap' },
+            bitrate: 1_000_000,
+            sink: { type: 'discard' },
+            pool: { count: 4, size: 64 * 188 },
+          }),
+        ]),
+      );
+      const dvr = () => agent?.controller.stream('dvr');
+      await waitFor(() => (dvr()?.status().failures ?? 0) >= 2, 10_000, 'two failed attempts');
+      expect(dvr()?.state).toBe('failed');
+      expect(agent.errnoEvents.find((e) => e.cause === 'device-busy')).toMatchObject({
+        stream: 'dvr',
+        device: DVR_PATH,
+        errno: 'EBUSY',
+        syscall: 'open',
+      });
+    } finally {
+      holder.close();
+    }
+    await waitFor(() => agent?.controller.stream('dvr')?.state === 'streaming', 10_000, 'the DVR stream up');
+    expect(agent.controller.stream('dvr')?.status().failures).toBe(0);
+  });
+
+  // Only the simulation's decoder can be made slow on demand.
+  it.skipIf(onKernel)('grows the pool under sustained pressure when growth is enabled', async () => {
+    const config = loadSimConfig([
+      streamJson({ pool: { count: 4, growth: { enabled: true, maxCount: 8, sustainMs: 300 } } }),
+    ]);
+    // A decoder far slower than the stream: buffers pile up in it and the kernel runs dry.
+    const slow = { ...config, sim: { ...config.sim, decoders: [{ name: 'vim2m', processingDelayMs: 400 }] } };
+    agent = startAgent(slow);
+    const resized: Array<{ outcome: string; to: { count: number } }> = [];
+    agent.controller.bus.on('poolResized', {}, (e) => resized.push(e));
+    await waitFor(() => resized.length > 0, 20_000, 'a growth resize');
+    expect(resized[0]).toMatchObject({ outcome: 'applied', from: { count: 4 }, to: { count: 6 } });
+    expect(agent.logs.some((l) => l.msg === 'pool growth')).toBe(true);
   });
 
   // Only the simulation can take a device away and give it back.
