@@ -51,6 +51,7 @@ export class Controller {
   private ready = false;
   private starting = false;
   private stopped = false;
+  private finished = false;
   private lastAgentHealth: AgentHealth | null = null;
   private readonly fdsAtStart: number;
 
@@ -102,11 +103,28 @@ export class Controller {
 
   /** Stops every stream (pumps first, buffers back from sinks, every fd closed), then the core. Safe twice. */
   stop(): void {
-    if (this.stopped) return;
+    for (const [name, step] of this.stopSteps()) this.runStopStep(name, step);
+    this.finishStop();
+  }
+
+  /**
+   * The same, yielding to the event loop between steps, so that a caller's
+   * timer (the SIGTERM bound) can still fire if one stream is slow to close.
+   */
+  async stopGracefully(): Promise<void> {
+    for (const [name, step] of this.stopSteps()) {
+      this.runStopStep(name, step);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    this.finishStop();
+  }
+
+  private stopSteps(): Array<[string, () => void]> {
+    if (this.stopped) return [];
     this.stopped = true;
     this.log.info('stopping');
     this.notifier.stopping();
-    const steps: Array<[string, () => void]> = [
+    return [
       ...[...this.supervisors.values()].reverse().map((s): [string, () => void] => [`stream ${s.id}`, () => s.stop()]),
       ['timers', () => this.clearTimers()],
       ['diagnosis', () => this.coalescer.stop()],
@@ -116,13 +134,19 @@ export class Controller {
       ['systemd', () => this.notifier.stop()],
       ['bus', () => this.bus.removeListeners(this)],
     ];
-    for (const [name, step] of steps) {
-      try {
-        step();
-      } catch (err) {
-        this.log.error({ err }, `stopping ${name} failed`);
-      }
+  }
+
+  private runStopStep(name: string, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.log.error({ err }, `stopping ${name} failed`);
     }
+  }
+
+  private finishStop(): void {
+    if (this.finished) return;
+    this.finished = true;
     this.supervisors.clear();
     this.log.info({ openFds: openFdCount() }, 'stopped');
   }

@@ -19,7 +19,8 @@ const TRANSITIONS: Record<StreamState, readonly StreamState[]> = {
   // opening stays put while a missing device is waited for (a self-transition is not a change).
   opening: ['configuring', 'failed', 'draining', 'closed'],
   configuring: ['allocating', 'failed', 'draining'],
-  allocating: ['streaming', 'failed', 'draining'],
+  // degraded straight away: up, but without its decoder (not there yet).
+  allocating: ['streaming', 'degraded', 'failed', 'draining'],
   streaming: ['degraded', 'draining', 'failed'],
   degraded: ['streaming', 'draining', 'failed'],
   // draining ends closed (stop) or opening again (resize, restart).

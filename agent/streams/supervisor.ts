@@ -30,7 +30,7 @@ import {
 } from '../native/index.js';
 import { backoffDelay } from './backoff.js';
 import { applyPesFilter, type MediaHost, type Tuners } from './media-host.js';
-import { fitsDecoder, growPool, planPool, SizingError } from './sizing.js';
+import { configuredSizeimage, fitsDecoder, growPool, planPool, SizingError } from './sizing.js';
 import { StreamStateMachine } from './state-machine.js';
 import type { StreamStatus } from './types.js';
 
@@ -350,7 +350,10 @@ export class StreamSupervisor {
       size: size?.size ?? p.size,
       // With prevention off the pool goes to the decoder as configured and the
       // kernel's own EINVAL is what gets diagnosed.
-      decoderSizeimage: this.agent.supervision.preventKnownBad ? (this.decoderInfo?.output.sizeimage ?? null) : null,
+      // Without the decoder yet, the sizeimage its configured raw format will have.
+      decoderSizeimage: this.agent.supervision.preventKnownBad
+        ? (this.decoderInfo?.output.sizeimage ?? configuredSizeimage(this.config))
+        : null,
     });
   }
 

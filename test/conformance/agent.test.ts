@@ -165,6 +165,22 @@ describe('the agent', () => {
   });
 
   // Only the simulation can take a device away and give it back.
+  it.skipIf(onKernel)('comes up without a decoder that is not there yet, and attaches it when it appears', async () => {
+    const config = loadSimConfig([streamJson()]);
+    agent = startAgent({ ...config, streams: [] });
+    const sim = agent.controller.media.simulation;
+    if (!sim) throw new Error('no simulation');
+    const decoderPath = sim.stats().decoders[0]?.path as string;
+    sim.removeDevice(decoderPath);
+    agent.controller.reload(config);
+    await waitFor(() => main(agent as AgentHarness).state === 'degraded', 10_000, 'up without the decoder');
+    expect(main(agent).status().sink).toMatchObject({ attached: false, detail: expect.stringMatching(/not found/) });
+    expect(main(agent).status().pool).toEqual({ count: 6, size: 12_220 });
+    sim.restoreDevice(decoderPath);
+    await waitFor(() => main(agent as AgentHarness).state === 'streaming', 10_000, 'decoder attached');
+    expect(main(agent).status().sink.attached).toBe(true);
+  });
+
   it.skipIf(onKernel)(
     'keeps the pool cycling when the decoder goes away, and attaches it again when it is back',
     async () => {
