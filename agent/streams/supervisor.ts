@@ -248,17 +248,25 @@ export class StreamSupervisor {
   }
 
   /** A new configuration for this stream (SIGHUP). Pool-only changes resize; anything else restarts. */
-  reconfigure(config: StreamConfig, agent: AgentConfig): 'unchanged' | 'resized' | 'restarted' {
+  reconfigure(config: StreamConfig, agent: AgentConfig): 'unchanged' | 'resized' | 'rolled-back' | 'restarted' {
     const before = this.config;
     this.agent = agent;
     if (JSON.stringify(before) === JSON.stringify(config)) return 'unchanged';
     this.config = config;
     this.poolOverride = null;
     const onlyPool = JSON.stringify({ ...before, pool: null }) === JSON.stringify({ ...config, pool: null });
-    if (onlyPool && this.machine.up) {
-      const next = this.plan(null);
-      const result = this.resize({ count: next.count, size: next.size }, 'configuration reloaded');
-      if (result.outcome === 'applied') return 'resized';
+    if (onlyPool && this.machine.up && this.granted) {
+      let next: PoolSize;
+      try {
+        next = this.plan(null);
+      } catch (err) {
+        // The loader checks pools; only the decoder's granted sizeimage can still say no. Keep streaming.
+        this.reportPrevented(err, 'DMX_REQBUFS', {});
+        return 'rolled-back';
+      }
+      if (next.count === this.granted.count && next.size === this.granted.size) return 'unchanged';
+      // A pool that cannot be had rolls back to the running one: no restart on top of that.
+      return this.resize(next, 'configuration reloaded').outcome === 'applied' ? 'resized' : 'rolled-back';
     }
     this.stop('configuration changed');
     this.start();

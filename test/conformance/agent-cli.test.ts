@@ -62,8 +62,9 @@ function runAgent(configFile: string, env: Record<string, string>): Running {
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
+  // 'close', not 'exit': every line the agent wrote has been read by then.
   const exit = new Promise<number | null>((resolve) =>
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       if (code !== 0 && stderr) process.stderr.write(stderr);
       resolve(code);
     }),
@@ -93,8 +94,12 @@ describe('dmx-agent run', () => {
     await waitFor(() => notify.messages.some((m) => m.includes('READY=1')), 30_000, 'READY=1');
     expect(notify.messages.find((m) => m.includes('READY=1'))).toMatch(/STATUS=1 of 1 streams up/);
     await waitFor(() => notify.messages.includes('WATCHDOG=1'), 10_000, 'a watchdog ping');
-    const streaming = agent.logs.find((l) => l.stream === 'main' && l.to === 'streaming');
-    expect(streaming).toBeDefined();
+    // The datagram and the log line travel separately: either may be read first.
+    await waitFor(
+      () => agent.logs.find((l) => l.stream === 'main' && l.to === 'streaming'),
+      10_000,
+      'the streaming log line',
+    );
 
     expect(agent.logs.some((l) => l.level === 20)).toBe(false);
 
@@ -108,8 +113,13 @@ describe('dmx-agent run', () => {
       'the resize log line',
     );
     expect(resized).toMatchObject({ stream: 'main', to: { count: 8 } });
-    const reloaded = agent.logs.find((l) => l.msg === 'configuration reloaded');
-    expect(reloaded?.applied).toEqual(expect.arrayContaining(['log.level info -> debug', 'stream main resized']));
+    // Logged after the resize it reports: it may still be in the pipe.
+    const reloaded = await waitFor(
+      () => agent.logs.find((l) => l.msg === 'configuration reloaded'),
+      10_000,
+      'the reload summary',
+    );
+    expect(reloaded.applied).toEqual(expect.arrayContaining(['log.level info -> debug', 'stream main resized']));
     const health = await waitFor(
       () => agent.logs.find((l) => l.msg === 'stream health' && l.level === 20),
       10_000,
