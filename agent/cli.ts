@@ -60,7 +60,8 @@ function isCommand(value: string): value is Command {
 /** Loads the configuration or prints every problem; null means "exit with EX_CONFIG". */
 function configOrReport(file: string | undefined): AgentConfig | null {
   try {
-    return loadConfig({ file: file ?? null });
+    // undefined (no --config) lets the loader take DMX_AGENT_CONFIG.
+    return loadConfig(file === undefined ? {} : { file });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`dmx-agent: the configuration is not valid:\n`);
@@ -124,7 +125,7 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const config = configOrReport(values.config);
       if (!config) return EXIT.config;
-      return runAgent(config, { configFile: values.config ?? null });
+      return runAgent(config, { configFile: values.config });
     }
   }
 }

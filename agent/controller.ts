@@ -163,6 +163,7 @@ export class Controller {
   reload(next: AgentConfig): { applied: string[]; needsRestart: string[] } {
     const applied: string[] = [];
     const needsRestart: string[] = [];
+    if (this.stopped) return { applied, needsRestart };
     const before = this.config;
     for (const key of ['backend', 'sim', 'deviceId', 'mqtt', 'diagnosis'] as const) {
       if (JSON.stringify(before[key]) !== JSON.stringify(next[key])) needsRestart.push(key);
@@ -205,6 +206,8 @@ export class Controller {
     this.log.info({ applied, needsRestart }, 'configuration reloaded');
     if (needsRestart.length) this.log.warn({ keys: needsRestart }, 'these keys change only on restart');
     this.bus.emit('configReloaded', { config: this.config, changed: applied });
+    // A removed stream may have been the last one down.
+    this.checkReady();
     return { applied, needsRestart };
   }
 
@@ -265,21 +268,28 @@ export class Controller {
   }
 
   private checkReady(): void {
-    if (this.ready || this.stopped || this.starting) return;
+    if (this.stopped || this.starting) return;
+    if (this.ready) {
+      // After READY, STATUS= keeps saying how many streams are up.
+      this.notifier.status(this.streamsUpSummary());
+      return;
+    }
     if ([...this.supervisors.values()].every((s) => s.up)) this.sendReady(false);
   }
 
   private sendReady(timedOut: boolean): void {
     if (this.ready || this.stopped) return;
     this.ready = true;
-    const down = [...this.supervisors.values()].filter((s) => !s.up);
-    const status = down.length
-      ? `${this.supervisors.size - down.length}/${this.supervisors.size} streams up; waiting: ${down
-          .map((s) => `${s.id} (${s.status().reason})`)
-          .join(', ')}`
-      : `${this.supervisors.size} of ${this.supervisors.size} streams up`;
+    const status = this.streamsUpSummary();
     this.notifier.ready(status);
     this.log.info({ timedOut }, `ready: ${status}`);
+  }
+
+  /** "2 of 2 streams up", or which are not and why. */
+  private streamsUpSummary(): string {
+    const down = [...this.supervisors.values()].filter((s) => !s.up);
+    const up = `${this.supervisors.size - down.length} of ${this.supervisors.size} streams up`;
+    return down.length ? `${up}; waiting: ${down.map((s) => `${s.id} (${s.status().reason})`).join(', ')}` : up;
   }
 
   /** The watchdog's condition: the event loop runs (we are here) and every pump turns. */

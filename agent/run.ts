@@ -12,8 +12,8 @@ import { createLogger } from './log/logger.js';
 import { formatStreamLine, TerminalStatus } from './log/status-line.js';
 
 export interface RunOptions {
-  /** The file the configuration came from, read again on SIGHUP. */
-  configFile: string | null;
+  /** The --config file, read again on SIGHUP; undefined: DMX_AGENT_CONFIG or the defaults. */
+  configFile: string | undefined;
 }
 
 export function runAgent(config: AgentConfig, options: RunOptions): Promise<number> {
@@ -54,6 +54,8 @@ export function runAgent(config: AgentConfig, options: RunOptions): Promise<numb
     const shutdown = (signal: string) => {
       if (exiting) return;
       exiting = true;
+      // A reload racing the stop would reopen streams already closed.
+      process.off('SIGHUP', reload);
       logger.info({ signal }, 'shutting down');
       // Each native close is short (every fd is O_NONBLOCK; a pump joins within one 200 ms tick), and the
       // controller yields between streams so this bound can fire; a kernel that hangs in close() is left to
@@ -75,7 +77,7 @@ export function runAgent(config: AgentConfig, options: RunOptions): Promise<numb
     const reload = () => {
       logger.info({ file: options.configFile }, 'SIGHUP: reloading the configuration');
       try {
-        controller.reload(loadConfig({ file: options.configFile }));
+        controller.reload(loadConfig(options.configFile === undefined ? {} : { file: options.configFile }));
       } catch (err) {
         // A bad file on disk must not take down a running receiver.
         logger.error({ err }, 'the new configuration is not valid; keeping the running one');

@@ -98,6 +98,7 @@ export class StreamSupervisor {
   private healthTracker: StreamHealthTracker | null = null;
   private lastHealth: StreamHealth | null = null;
   private pressureSince: number | null = null;
+  private growthRefusedCount: number | null = null;
   private lastPolls = -1;
 
   constructor(private readonly deps: SupervisorDeps) {
@@ -230,6 +231,13 @@ export class StreamSupervisor {
     this.closeDataPath({ keepSinkSocket: true });
     try {
       this.openDataPath(to, `resize to ${describePool(to)}`);
+      const granted = this.granted as PoolSize | null;
+      if (granted && granted.count < to.count && granted.count < from.count) {
+        // The kernel granted fewer buffers than the pool being replaced: that is no resize.
+        throw new RangeError(
+          `the kernel granted ${granted.count} of ${to.count} buffers, fewer than the ${from.count} of the old pool`,
+        );
+      }
       this.poolOverride = to;
       return this.resized(from, this.granted ?? to, 'applied', why);
     } catch (err) {
@@ -250,23 +258,40 @@ export class StreamSupervisor {
   /** A new configuration for this stream (SIGHUP). Pool-only changes resize; anything else restarts. */
   reconfigure(config: StreamConfig, agent: AgentConfig): 'unchanged' | 'resized' | 'rolled-back' | 'restarted' {
     const before = this.config;
+    const beforeOverride = this.poolOverride;
+    const healthChanged = JSON.stringify(this.agent.health) !== JSON.stringify(agent.health);
     this.agent = agent;
+    if (healthChanged && this.healthTracker && this.granted) {
+      this.healthTracker = new StreamHealthTracker({
+        stream: this.id,
+        bitrate: this.config.bitrate,
+        pool: this.granted,
+        health: agent.health,
+      });
+    }
     if (JSON.stringify(before) === JSON.stringify(config)) return 'unchanged';
     this.config = config;
     this.poolOverride = null;
+    this.growthRefusedCount = null;
     const onlyPool = JSON.stringify({ ...before, pool: null }) === JSON.stringify({ ...config, pool: null });
     if (onlyPool && this.machine.up && this.granted) {
+      // A pool that cannot be had leaves the running one, and the configuration it came from, in place:
+      // the next restart must not retry what was just refused.
+      const rollBack = () => {
+        this.config = before;
+        this.poolOverride = beforeOverride;
+        return 'rolled-back' as const;
+      };
       let next: PoolSize;
       try {
         next = this.plan(null);
       } catch (err) {
-        // The loader checks pools; only the decoder's granted sizeimage can still say no. Keep streaming.
+        // The loader checks pools; only the decoder's granted sizeimage can still say no.
         this.reportPrevented(err, 'DMX_REQBUFS', {});
-        return 'rolled-back';
+        return rollBack();
       }
       if (next.count === this.granted.count && next.size === this.granted.size) return 'unchanged';
-      // A pool that cannot be had rolls back to the running one: no restart on top of that.
-      return this.resize(next, 'configuration reloaded').outcome === 'applied' ? 'resized' : 'rolled-back';
+      return this.resize(next, 'configuration reloaded').outcome === 'applied' ? 'resized' : rollBack();
     }
     this.stop('configuration changed');
     this.start();
@@ -497,16 +522,18 @@ export class StreamSupervisor {
           detail: event.detail ?? '',
           atMs: this.now(),
         });
-        this.onNote(event.what, event.detail ?? '');
+        this.onNote(from, event.what, event.detail ?? '');
       } else if (event.state === 'failed') {
         this.log.warn({ detail: event.detail }, 'the pump failed');
         // Off the event callback: restarting closes this very pump.
-        setImmediate(() => this.restart(`the pump failed: ${event.detail ?? ''}`));
+        setImmediate(() => {
+          if (this.pump === from) this.restart(`the pump failed: ${event.detail ?? ''}`);
+        });
       }
     }
   }
 
-  private onNote(what: string, detail: string): void {
+  private onNote(from: Pump, what: string, detail: string): void {
     if (what === 'decoder-gone') {
       this.sinkAttached = false;
       this.sinkDetail = `decoder ${this.decoderInfo?.path ?? ''} gone`;
@@ -514,7 +541,10 @@ export class StreamSupervisor {
       this.scheduleDecoderRetry();
     } else if (what === 'demux-poll-spin') {
       // A dead vb2 stream (kernel-facts.md): only a close and reopen revives it.
-      setImmediate(() => this.restart(`the stream stopped completing buffers: ${detail}`));
+      setImmediate(() => {
+        // Once per pump: a second note of the same batch must not restart the new pool.
+        if (this.pump === from) this.restart(`the stream stopped completing buffers: ${detail}`);
+      });
     }
   }
 
@@ -550,8 +580,11 @@ export class StreamSupervisor {
     if (nowMs - this.pressureSince < growth.sustainMs) return;
     this.pressureSince = null;
     const next = growPool(this.granted, { maxCount: growth.maxCount }, this.config.bitrate);
-    if (!next) return;
+    // A count the kernel already refused is not asked for again until the configuration changes:
+    // every attempt costs a close and reopen, and the data lost then would only feed the pressure.
+    if (!next || next.count === this.growthRefusedCount) return;
     const result = this.resize(next, `pressure for ${growth.sustainMs} ms (${health.watermark})`);
+    if (result.outcome !== 'applied') this.growthRefusedCount = next.count;
     this.log.info({ result }, 'pool growth');
   }
 
@@ -568,7 +601,8 @@ export class StreamSupervisor {
 
   /**
    * The decoder is back (or appeared): swap the pump's sink. The pool stays;
-   * only the pump restarts (its sink is fixed when it is made).
+   * only the pump restarts (its sink is fixed when it is made), and only for
+   * a decoder that opened and fits: an unusable one leaves the pump alone.
    */
   private tryAttachDecoder(): void {
     if (this.stopped || !this.machine.up || this.sinkAttached || !this.pool || !this.granted) return;
@@ -577,20 +611,40 @@ export class StreamSupervisor {
       this.scheduleDecoderRetry();
       return;
     }
-    this.stopPump();
-    this.dropDecoder();
+    const granted = this.granted;
+    // The pump still holds the old decoder (gone, or none): keep it until the swap.
+    const gone = this.decoder;
+    this.decoder = null;
+    let fresh: Decoder;
     try {
-      if (this.openDecoder() && this.decoder && this.decoderInfo) {
-        const fit = fitsDecoder(this.granted.size, this.decoderInfo.output.sizeimage);
-        if (!fit.ok && this.agent.supervision.preventKnownBad) {
-          // The pool stays as it is; a resize (remote or config) can make it fit.
-          throw new SizingError('decoder', fit.message);
-        }
-        this.prepareDecoder(this.decoder, this.granted.count);
+      if (!this.openDecoder() || !this.decoder || !this.decoderInfo) {
+        this.decoder = gone;
+        this.scheduleDecoderRetry();
+        return;
+      }
+      fresh = this.decoder;
+      const fit = fitsDecoder(granted.size, this.decoderInfo.output.sizeimage);
+      if (!fit.ok && this.agent.supervision.preventKnownBad) {
+        // The pool stays as it is; a resize (remote or config) can make it fit.
+        throw new SizingError('decoder', fit.message);
       }
     } catch (err) {
-      if (err instanceof SizingError) this.reportPrevented(err, 'VIDIOC_QBUF', { size: this.granted.size });
+      if (err instanceof SizingError) this.reportPrevented(err, 'VIDIOC_QBUF', { size: granted.size });
       else this.reportError(err);
+      this.sinkDetail = `decoder ${sink.decoder} (${this.describeFailure(err)})`;
+      this.dropDecoder();
+      this.decoder = gone;
+      this.sinkAttached = false;
+      this.scheduleDecoderRetry();
+      return;
+    }
+    this.stopPump();
+    gone?.close();
+    try {
+      this.prepareDecoder(fresh, granted.count);
+    } catch (err) {
+      this.reportError(err);
+      this.sinkDetail = `decoder ${sink.decoder} (${this.describeFailure(err)})`;
       this.dropDecoder();
       this.sinkAttached = false;
     }

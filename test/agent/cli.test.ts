@@ -49,6 +49,12 @@ describe('dmx-agent check-config', () => {
     expect(stdout).toMatch(/configuration valid: backend sim, 2 stream\(s\): hd, sd/);
   });
 
+  it('reads the file DMX_AGENT_CONFIG names when --config is not given', async () => {
+    const { code, stdout } = await dmxAgent(['check-config'], { DMX_AGENT_CONFIG: 'config/development.json' });
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/backend sim, 2 stream\(s\)/);
+  });
+
   it('names every problem by its key and exits 78', async () => {
     const file = configFile('bad.json', {
       backend: 'sim',

@@ -113,6 +113,13 @@ describe('the agent', () => {
     });
     // The old pool streams again.
     await healthyAndFlowing(agent);
+
+    // The same through a reload: the running pool and the configuration it came from stay.
+    agent.controller.media.simulation?.injectFault(0, { kind: 'alloc-fail', count: 1 });
+    const reload = agent.controller.reload(loadSimConfig([streamJson({ pool: { count: 12 } })]));
+    expect(reload.applied).toEqual(['stream main rolled-back']);
+    expect(main(agent).streamConfig.pool.count).toBe(6);
+    await healthyAndFlowing(agent);
   });
 
   it('recovers by itself when a busy DVR is released: device-busy, retried with backoff', async () => {
