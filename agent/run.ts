@@ -54,8 +54,10 @@ export function runAgent(config: AgentConfig, options: RunOptions): Promise<numb
     const shutdown = (signal: string) => {
       if (exiting) return;
       exiting = true;
-      // A reload racing the stop would reopen streams already closed.
+      // A reload racing the stop would reopen streams already closed; without any handler, though,
+      // SIGHUP would kill the process mid-shutdown.
       process.off('SIGHUP', reload);
+      process.on('SIGHUP', ignoreHup);
       logger.info({ signal }, 'shutting down');
       // Each native close is short (every fd is O_NONBLOCK; a pump joins within one 200 ms tick), and the
       // controller yields between streams so this bound can fire; a kernel that hangs in close() is left to
@@ -83,6 +85,7 @@ export function runAgent(config: AgentConfig, options: RunOptions): Promise<numb
         logger.error({ err }, 'the new configuration is not valid; keeping the running one');
       }
     };
+    const ignoreHup = () => logger.warn('SIGHUP ignored: shutting down');
     const onTerm = () => shutdown('SIGTERM');
     const onInt = () => shutdown('SIGINT');
     const onUncaught = (err: unknown) => {
@@ -99,6 +102,7 @@ export function runAgent(config: AgentConfig, options: RunOptions): Promise<numb
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
       process.off('SIGHUP', reload);
+      process.off('SIGHUP', ignoreHup);
       process.off('uncaughtException', onUncaught);
       process.off('unhandledRejection', onRejection);
     };
