@@ -6,13 +6,13 @@
  * usage, 78 (EX_CONFIG) bad configuration, so systemd can refuse to restart
  * a receiver whose config cannot work (RestartPreventExitStatus=78).
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, redactConfig } from './config/load.js';
 import type { AgentConfig } from './config/types.js';
 import { Simulation } from './native/index.js';
 import { probe } from './probe.js';
 import { runAgent } from './run.js';
+import { agentVersion } from './version.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
 
@@ -36,11 +36,6 @@ DMX_AGENT_LOG_LEVEL, ... (README: Configuration).
 
 const COMMANDS = ['run', 'probe', 'check-config', 'print-config'] as const;
 type Command = (typeof COMMANDS)[number];
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
@@ -87,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (values.version) {
-    process.stdout.write(`${version()}\n`);
+    process.stdout.write(`${agentVersion()}\n`);
     return EXIT.ok;
   }
   const command = positionals[0] ?? 'run';

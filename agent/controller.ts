@@ -14,10 +14,13 @@ import { EventBus } from './event-bus.js';
 import { AgentHealthSampler } from './health/agent-health.js';
 import type { AgentHealth } from './health/types.js';
 import { childLogger, setLogLevel } from './log/logger.js';
+import { MqttBridge } from './mqtt/bridge.js';
+import { probe } from './probe.js';
 import { type MediaHost, NativeMediaHost, Tuners } from './streams/media-host.js';
 import { StreamSupervisor } from './streams/supervisor.js';
 import type { StreamStatus } from './streams/types.js';
 import { SystemdNotifier } from './systemd/notifier.js';
+import { agentVersion } from './version.js';
 
 export interface ControllerOptions {
   config: AgentConfig;
@@ -47,6 +50,7 @@ export class Controller {
   private readonly agentHealth = new AgentHealthSampler();
   private readonly notifier: SystemdNotifier;
   private healthTimer: NodeJS.Timeout | null = null;
+  private bridge: MqttBridge | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private ready = false;
   private starting = false;
@@ -90,6 +94,22 @@ export class Controller {
       },
       'starting',
     );
+    // The fleet link first: it probes the devices before the streams own them, and it must be
+    // listening for commands the broker kept for this box.
+    if (this.config.mqtt.enabled) {
+      this.bridge = new MqttBridge({
+        controller: this,
+        config: this.config,
+        logger: this.logger,
+        version: agentVersion(),
+        probe: () => probe(this.media.simulation ? { simulation: this.media.simulation } : {}),
+        setLogLevel: (level) => {
+          setLogLevel(this.logger, level);
+          this.log.info({ level }, 'log level changed');
+        },
+      });
+      this.bridge.start();
+    }
     // Every supervisor exists before the first starts, so "all up" cannot be judged on half the list.
     this.starting = true;
     for (const stream of this.config.streams) this.addStream(stream);
@@ -104,6 +124,8 @@ export class Controller {
   /** Stops every stream (pumps first, buffers back from sinks, every fd closed), then the core. Safe twice. */
   stop(): void {
     for (const [name, step] of this.stopSteps()) this.runStopStep(name, step);
+    // Best effort: the offline status goes out if the event loop gets to it.
+    void this.bridge?.stop();
     this.finishStop();
   }
 
@@ -115,6 +137,12 @@ export class Controller {
     for (const [name, step] of this.stopSteps()) {
       this.runStopStep(name, step);
       await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    // Last: the streams' final events go out before the retained offline status.
+    try {
+      await this.bridge?.stop();
+    } catch (err) {
+      this.log.error({ err }, 'stopping the MQTT link failed');
     }
     this.finishStop();
   }
@@ -209,6 +237,11 @@ export class Controller {
     // A removed stream may have been the last one down.
     this.checkReady();
     return { applied, needsRestart };
+  }
+
+  /** The fleet link, when mqtt.enabled. */
+  get mqtt(): MqttBridge | null {
+    return this.bridge;
   }
 
   /** The agent-wide health of the last sample. */

@@ -4,7 +4,7 @@
  * strictly (unknown keys, types, ranges, and combinations that cannot work
  * on the kernel) and reports every problem at once, each by its key.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { hostname as systemHostname } from 'node:os';
 import convict from 'convict';
 import {
@@ -393,6 +393,48 @@ function checkFixedKeys(config: AgentConfig, problems: ProblemList): void {
       'supervision.backoffMaxMs',
       `backoffMaxMs ${backoffMaxMs} is below backoffInitialMs ${backoffInitialMs}: raise it to at least ${backoffInitialMs}`,
     );
+  }
+  checkMqtt(config.mqtt, problems);
+}
+
+function checkMqtt(mqtt: AgentConfig['mqtt'], problems: ProblemList): void {
+  if (problems.under('mqtt')) return;
+  if (mqtt.reconnect.baseMs > mqtt.reconnect.capMs) {
+    problems.add(
+      'mqtt.reconnect.capMs',
+      `capMs ${mqtt.reconnect.capMs} is below baseMs ${mqtt.reconnect.baseMs}: raise it to at least ${mqtt.reconnect.baseMs}`,
+    );
+  }
+  if ((mqtt.tls.cert === '') !== (mqtt.tls.key === '')) {
+    problems.add('mqtt.tls.key', 'a client certificate needs its key and a key its certificate: set both or neither');
+  }
+  for (const key of ['ca', 'cert', 'key'] as const) {
+    const file = mqtt.tls[key];
+    if (file === '') continue;
+    let mode: number;
+    try {
+      mode = statSync(file).mode;
+    } catch (err) {
+      problems.add(`mqtt.tls.${key}`, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      continue;
+    }
+    // A private key others can read is a key someone else may already hold.
+    if (key === 'key' && (mode & 0o077) !== 0) {
+      problems.add(
+        'mqtt.tls.key',
+        `${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 it (or 400)`,
+      );
+    }
+  }
+  if (mqtt.commands.publicKeyFile !== '') {
+    try {
+      statSync(mqtt.commands.publicKeyFile);
+    } catch (err) {
+      problems.add(
+        'mqtt.commands.publicKeyFile',
+        `cannot read ${mqtt.commands.publicKeyFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      );
+    }
   }
 }
 

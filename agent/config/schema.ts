@@ -722,6 +722,12 @@ const topicPrefixFormat: Format = (value) =>
 
 const objectFormat: Format = (value) => expect(isPlainObject(value), 'must be an object');
 
+const stringListFormat: Format = (value) =>
+  expect(
+    Array.isArray(value) && value.every((v) => typeof v === 'string' && /^[a-z][a-z0-9.]{0,63}$/.test(v)),
+    "must be a list of command names such as ['status', 'pool.resize']",
+  );
+
 const arrayFormat: Format = (value) => expect(Array.isArray(value), 'must be a list of streams');
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -758,6 +764,55 @@ const SPEC: Section = {
       true,
     ),
     topicPrefix: new Leaf('First topic level(s): topics are <topicPrefix>/<deviceId>/...', topicPrefixFormat),
+    enabled: new Leaf('Connect to the broker at all (false: local only).', booleanFormat, 'DMX_AGENT_MQTT_ENABLED'),
+    protocolVersion: new Leaf(
+      '5 (MQTT 5, default) or 4 (MQTT 3.1.1: responses correlate by the payload id only).',
+      (value) => expect(value === 5 || value === 4, 'must be 5 or 4'),
+    ),
+    clientId: new Leaf('MQTT client id; empty: dmx-agent-<deviceId>.', stringFormat),
+    keepaliveSec: new Leaf('MQTT keepalive.', integerFormat(5, 3600)),
+    sessionExpirySec: new Leaf(
+      'How long the broker keeps the session (subscriptions, QoS 1 commands) while the box is offline.',
+      integerFormat(0, 30 * 86_400),
+    ),
+    reconnect: {
+      baseMs: new Leaf(
+        'First reconnect delay bound (full jitter: a random delay below it).',
+        integerFormat(100, MS_HOUR),
+      ),
+      capMs: new Leaf('Largest reconnect delay bound.', integerFormat(1000, 24 * MS_HOUR)),
+      stableMs: new Leaf('Connected this long, the backoff starts again from baseMs.', integerFormat(0, 24 * MS_HOUR)),
+    },
+    offlineQueue: {
+      maxEvents: new Leaf('Events kept while offline (oldest dropped first).', integerFormat(0, 1_000_000)),
+      maxBytes: new Leaf('Bytes of events kept while offline.', integerFormat(0, 1 << 30)),
+    },
+    telemetryIntervalMs: new Leaf(
+      'Telemetry period (also sent at once when a stream changes health level).',
+      integerFormat(1000, 24 * MS_HOUR),
+    ),
+    tls: {
+      ca: new Leaf('CA certificate file (PEM) for mqtts; empty: the system CAs.', stringFormat),
+      cert: new Leaf('Client certificate file (PEM); empty: none.', stringFormat),
+      key: new Leaf(
+        'Client key file (PEM); the agent refuses a key readable by group or others.',
+        stringFormat,
+        null,
+        true,
+      ),
+    },
+    commands: {
+      allow: new Leaf('Commands allowed to run; empty: every known command.', stringListFormat),
+      maxBytes: new Leaf('Largest command payload accepted.', integerFormat(256, 1 << 20)),
+      dedupWindowMs: new Leaf(
+        'A command id seen within this window is answered again without running twice.',
+        integerFormat(0, 24 * MS_HOUR),
+      ),
+      publicKeyFile: new Leaf(
+        'Ed25519 public key (PEM file); when set, only commands signed with its private key run.',
+        stringFormat,
+      ),
+    },
   },
   health: {
     intervalMs: new Leaf('How often buffer health is sampled and reported.', integerFormat(100, MS_HOUR)),

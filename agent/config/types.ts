@@ -86,11 +86,42 @@ export interface WatermarkConfig {
   noDataMs: number;
 }
 
+export interface MqttConfig {
+  /** false: no broker at all (a receiver that is only watched locally, tests). */
+  enabled: boolean;
+  url: string;
+  username: string;
+  password: string;
+  topicPrefix: string;
+  /** 5 (default) or 4 (MQTT 3.1.1: correlation then travels in the payload's id). */
+  protocolVersion: 5 | 4;
+  /** Empty: dmx-agent-<deviceId>. */
+  clientId: string;
+  keepaliveSec: number;
+  /** The broker keeps the session (and QoS 1 commands) this long while the box is offline. */
+  sessionExpirySec: number;
+  /** Fleet reconnect: full-jitter exponential backoff from baseMs to capMs, reset after stableMs connected. */
+  reconnect: { baseMs: number; capMs: number; stableMs: number };
+  /** Events kept while offline, oldest dropped first. */
+  offlineQueue: { maxEvents: number; maxBytes: number };
+  telemetryIntervalMs: number;
+  /** File paths; empty for none. */
+  tls: { ca: string; cert: string; key: string };
+  commands: {
+    /** Command names allowed to run; empty: every known command. */
+    allow: string[];
+    maxBytes: number;
+    dedupWindowMs: number;
+    /** Ed25519 public key (PEM file path); when set, unsigned or badly signed commands are refused. */
+    publicKeyFile: string;
+  };
+}
+
 export interface AgentConfig {
   deviceId: string;
   backend: Backend;
   log: { level: LogLevel; pretty: 'auto' | 'always' | 'never' };
-  mqtt: { url: string; username: string; password: string; topicPrefix: string };
+  mqtt: MqttConfig;
   health: {
     intervalMs: number;
     /** A buffer held by a sink longer than this is a ledger anomaly. */

@@ -164,6 +164,15 @@ export class StreamSupervisor {
     };
   }
 
+  /** What the pump knows right now, for a remote diagnosis dump: its counters and where each buffer is. */
+  diagnostics(): { status: StreamStatus; stats: ReturnType<Pump['stats']> | null; ledger: ReturnType<Pump['ledger']> } {
+    return {
+      status: this.status(),
+      stats: this.pump?.stats() ?? null,
+      ledger: this.pump?.ledger() ?? [],
+    };
+  }
+
   /** The latest health sample, or null before the first. */
   get health(): StreamHealth | null {
     return this.lastHealth;

@@ -468,7 +468,7 @@ describe('redactConfig', () => {
       sim: { adapters: [{ source: { kind: 'file', path: '/srv/ts/mux.ts' } }] },
     });
     const redacted = redactConfig(config) as AgentConfig;
-    expect(redacted.mqtt).toEqual({
+    expect(redacted.mqtt).toMatchObject({
       url: 'mqtt://agent:[redacted]@broker:1883',
       username: 'agent',
       password: '[redacted]',

@@ -50,6 +50,8 @@ export function simConfigJson(streams: Array<Record<string, unknown>>, extra: Re
     health: { intervalMs: 200 },
     supervision: { backoffInitialMs: 100, backoffMaxMs: 1000, deviceWaitMs: 100, decoderRetryMs: 100 },
     statusLine: 'never',
+    // No broker unless a test brings one (test/mqtt/ starts a real mosquitto).
+    mqtt: { enabled: false },
     sim: SIM_CONFIG,
     streams,
     ...extra,

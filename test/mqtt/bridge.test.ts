@@ -1,0 +1,278 @@
+// The agent on the simulated receiver connected to a real mosquitto: the
+// retained status and capabilities, telemetry and events that match the
+// contract's schemas, a diagnosed EINVAL delivered as an errno event, and
+// commands answered (MQTT 5 response topic with correlation data, or the
+// fallback topic), refusals included.
+import { randomUUID } from 'node:crypto';
+import { connectAsync, type IPublishPacket, type MqttClient } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { compilePayloadValidators, describeValidationErrors } from '../../agent/mqtt/payloads.js';
+import { type AgentHarness, loadSimConfig, startAgent, streamJson } from '../support/agent-env.js';
+import { waitFor } from '../support/media-env.js';
+import { type Broker, startMosquitto } from '../support/mosquitto.js';
+
+const validators = compilePayloadValidators();
+const LIVENESS_MS = 15_000;
+
+let broker: Broker;
+beforeAll(async () => {
+  broker = await startMosquitto();
+});
+afterAll(async () => {
+  await broker?.stop();
+});
+
+interface Received {
+  topic: string;
+  json: Record<string, unknown>;
+  packet: IPublishPacket;
+}
+
+let agent: AgentHarness | null = null;
+let client: MqttClient | null = null;
+afterEach(async () => {
+  agent?.controller.stop();
+  agent = null;
+  await client?.endAsync();
+  client = null;
+});
+
+let devices = 0;
+async function start(
+  streamOverrides: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+): Promise<{ deviceId: string; base: string; messages: Received[]; client: MqttClient }> {
+  devices += 1;
+  const deviceId = `stb-${process.pid}-${devices}`;
+  const base = `stb/${deviceId}`;
+  // The fleet's view first: subscribe before the agent is born, so nothing is missed.
+  client = await connectAsync(broker.url, { protocolVersion: 5, clientId: `dashboard-${deviceId}` });
+  const messages: Received[] = [];
+  client.on('message', (topic, payload, packet) => {
+    // The dashboard also hears its own commands (some deliberately not JSON): only the agent's output counts.
+    if (topic.startsWith(`${base}/cmd/`)) return;
+    messages.push({ topic, json: JSON.parse(payload.toString()) as Record<string, unknown>, packet });
+  });
+  await client.subscribeAsync(`${base}/#`, { qos: 1 });
+  const config = loadSimConfig([streamJson(streamOverrides)], {
+    deviceId,
+    mqtt: {
+      enabled: true,
+      url: broker.url,
+      telemetryIntervalMs: 1000,
+      reconnect: { baseMs: 100, capMs: 1000, stableMs: 1000 },
+    },
+    ...extra,
+  });
+  agent = startAgent(config);
+  return { deviceId, base, messages, client };
+}
+
+function find(messages: Received[], topic: string, where: (json: Record<string, unknown>) => boolean = () => true) {
+  return messages.find((m) => m.topic === topic && where(m.json));
+}
+
+function valid(name: keyof typeof validators, json: unknown): void {
+  const validate = validators[name];
+  expect(validate(json), describeValidationErrors(validate.errors)).toBe(true);
+}
+
+async function command(
+  c: MqttClient,
+  base: string,
+  name: string,
+  body: unknown,
+  messages: Received[],
+): Promise<Record<string, unknown>> {
+  const responseTopic = `${base}/response/${name}`;
+  const id = (body as { id?: string }).id;
+  await c.publishAsync(`${base}/cmd/${name}`, typeof body === 'string' ? body : JSON.stringify(body), { qos: 1 });
+  const answer = await waitFor(
+    () => messages.find((m) => m.topic === responseTopic && (id === undefined || m.json.id === id)),
+    LIVENESS_MS,
+    `the answer to ${name}`,
+  );
+  messages.splice(messages.indexOf(answer), 1);
+  valid('response', answer.json);
+  return answer.json;
+}
+
+describe('the agent on MQTT', () => {
+  it('is born with a retained status and capabilities, then sends telemetry and stream-state events', async () => {
+    const { base, messages } = await start();
+    const status = await waitFor(() => find(messages, `${base}/status`), LIVENESS_MS, 'the online status');
+    expect(status.json).toMatchObject({ state: 'online' });
+    valid('status', status.json);
+    const capabilities = await waitFor(() => find(messages, `${base}/capabilities`), LIVENESS_MS, 'capabilities');
+    valid('capabilities', capabilities.json);
+    expect(capabilities.json).toMatchObject({ backend: 'sim', mediaPathUsable: true });
+    await waitFor(
+      () => find(messages, `${base}/events/stream-state`, (j) => j.to === 'streaming'),
+      LIVENESS_MS,
+      'the streaming event',
+    );
+    const telemetry = await waitFor(
+      () =>
+        find(messages, `${base}/telemetry`, (j) => {
+          const s = (j.streams as Record<string, { bps?: number }> | undefined)?.main;
+          return (s?.bps ?? 0) > 0;
+        }),
+      LIVENESS_MS,
+      'telemetry with traffic',
+    );
+    valid('telemetry', telemetry.json);
+    expect(telemetry.packet.qos).toBe(0);
+    for (const m of messages.filter((x) => x.topic.startsWith(`${base}/events/`))) {
+      const kind = m.topic.slice(`${base}/events/`.length);
+      valid(kind as keyof typeof validators, m.json);
+    }
+  });
+
+  it('delivers a diagnosed import EINVAL as an errno event with its cause and remedy', async () => {
+    const { base, messages } = await start(
+      { pool: { count: 4, size: 96 * 188 } },
+      {
+        supervision: {
+          backoffInitialMs: 100,
+          backoffMaxMs: 1000,
+          deviceWaitMs: 100,
+          decoderRetryMs: 100,
+          preventKnownBad: false,
+        },
+      },
+    );
+    const event = await waitFor(() => find(messages, `${base}/events/errno`), LIVENESS_MS, 'the errno event');
+    valid('errno', event.json);
+    expect(event.json).toMatchObject({
+      stream: 'main',
+      ioctl: 'VIDIOC_QBUF',
+      errno: 'EINVAL',
+      cause: 'import-bytesused-above-sizeimage',
+    });
+    expect(String(event.json.remedy)).toMatch(/12220/);
+    expect(event.packet.qos).toBe(1);
+  });
+
+  it('answers every command, on the fallback topic or the MQTT 5 response topic with correlation data', async () => {
+    const { base, messages, client: c } = await start();
+    await waitFor(() => find(messages, `${base}/status`), LIVENESS_MS, 'the online status');
+    await waitFor(() => agent?.controller.stream('main')?.state === 'streaming', LIVENESS_MS, 'streaming');
+    await waitFor(() => agent?.controller.health, LIVENESS_MS, 'a health sample');
+
+    const status = await command(c, base, 'status', { id: 's1' }, messages);
+    expect(status).toMatchObject({ id: 's1', status: 'ok', data: { streams: [{ stream: 'main' }] } });
+    expect(await command(c, base, 'streams', { id: 's2' }, messages)).toMatchObject({ status: 'ok' });
+    const resized = await command(c, base, 'pool.resize', { id: 'r1', args: { stream: 'main', count: 8 } }, messages);
+    expect(resized).toMatchObject({ status: 'ok', data: { outcome: 'applied', to: { count: 8 } } });
+    expect(
+      await command(c, base, 'pool.resize', { id: 'r2', args: { stream: 'nope', count: 8 } }, messages),
+    ).toMatchObject({
+      status: 'error',
+      error: { code: 'unknown-stream' },
+    });
+    expect(await command(c, base, 'stream.stop', { id: 't1', args: { stream: 'main' } }, messages)).toMatchObject({
+      status: 'ok',
+      data: { state: 'closed' },
+    });
+    expect(await command(c, base, 'stream.start', { id: 't2', args: { stream: 'main' } }, messages)).toMatchObject({
+      status: 'ok',
+    });
+    await waitFor(() => agent?.controller.stream('main')?.state === 'streaming', LIVENESS_MS, 'streaming again');
+    expect(await command(c, base, 'stream.restart', { id: 't3', args: { stream: 'main' } }, messages)).toMatchObject({
+      status: 'ok',
+    });
+    expect(
+      await command(c, base, 'config.get', { id: 'c1', args: { key: 'mqtt.topicPrefix' } }, messages),
+    ).toMatchObject({
+      status: 'ok',
+      data: { value: 'stb' },
+    });
+    expect(await command(c, base, 'probe', { id: 'p1' }, messages)).toMatchObject({
+      status: 'ok',
+      data: { mediaPathUsable: true },
+    });
+    const dump = await command(c, base, 'diag.dump', { id: 'd1', args: { stream: 'main' } }, messages);
+    expect(dump).toMatchObject({ status: 'ok', data: { streams: [{ status: { stream: 'main' } }] } });
+    expect(await command(c, base, 'log.level', { id: 'l1', args: { level: 'warn' } }, messages)).toMatchObject({
+      status: 'ok',
+      data: { level: 'warn' },
+    });
+    expect(await command(c, base, 'telemetry.interval', { id: 'i1', args: { ms: 2000 } }, messages)).toMatchObject({
+      status: 'ok',
+    });
+
+    // MQTT 5: the answer goes where the request says, with its correlation data.
+    const replyTo = `dashboard/replies/${randomUUID()}`;
+    await c.subscribeAsync(replyTo, { qos: 1 });
+    await c.publishAsync(`${base}/cmd/status`, JSON.stringify({ id: 'm5' }), {
+      qos: 1,
+      properties: { responseTopic: replyTo, correlationData: Buffer.from('corr-42') },
+    });
+    const reply = await waitFor(() => messages.find((m) => m.topic === replyTo), LIVENESS_MS, 'the MQTT 5 reply');
+    expect(reply.json).toMatchObject({ id: 'm5', status: 'ok' });
+    expect(reply.packet.properties?.correlationData?.toString()).toBe('corr-42');
+  });
+
+  it('refuses malformed, unknown, mistyped and smuggled commands with an answer and a command-rejected event', async () => {
+    const { base, messages, client: c } = await start();
+    await waitFor(() => find(messages, `${base}/status`), LIVENESS_MS, 'the online status');
+    expect(await command(c, base, 'status', '{ not json', messages)).toMatchObject({
+      id: null,
+      status: 'error',
+      error: { code: 'malformed-json' },
+    });
+    expect(await command(c, base, 'reboot', { id: 'u1' }, messages)).toMatchObject({
+      status: 'error',
+      error: { code: 'unknown-command' },
+    });
+    expect(
+      await command(c, base, 'pool.resize', { id: 'w1', args: { stream: 'main', count: 'many' } }, messages),
+    ).toMatchObject({ status: 'error', error: { code: 'invalid-args' } });
+    expect(
+      await command(c, base, 'stream.stop', { id: 'x1', args: { stream: '/dev/dvb/adapter0/demux0' } }, messages),
+    ).toMatchObject({ status: 'error', error: { code: 'invalid-args' } });
+    await c.publishAsync(`${base}/cmd/status`, Buffer.alloc(64 * 1024, 0x20), { qos: 1 });
+    await waitFor(
+      () =>
+        find(messages, `${base}/response/status`, (j) => (j.error as { code?: string })?.code === 'payload-too-large'),
+      LIVENESS_MS,
+      'the payload-too-large answer',
+    );
+    const rejected = await waitFor(
+      () => (messages.filter((m) => m.topic === `${base}/events/command-rejected`).length >= 5 ? true : null),
+      LIVENESS_MS,
+      'five command-rejected events',
+    );
+    expect(rejected).toBe(true);
+    for (const m of messages.filter((x) => x.topic === `${base}/events/command-rejected`))
+      valid('command-rejected', m.json);
+    // Still alive and answering.
+    expect(await command(c, base, 'status', { id: 'ok1' }, messages)).toMatchObject({ status: 'ok' });
+  });
+
+  it('runs a repeated command id once and answers it again', async () => {
+    const { base, messages, client: c } = await start();
+    // Born means subscribed: a first-ever session has nothing kept for commands sent before that.
+    await waitFor(() => find(messages, `${base}/status`), LIVENESS_MS, 'the online status');
+    await waitFor(() => agent?.controller.stream('main')?.state === 'streaming', LIVENESS_MS, 'streaming');
+    const first = await command(c, base, 'stream.restart', { id: 'dup-1', args: { stream: 'main' } }, messages);
+    const restartsAfterFirst = agent?.states.filter((s) => s.to === 'draining').length;
+    const second = await command(c, base, 'stream.restart', { id: 'dup-1', args: { stream: 'main' } }, messages);
+    expect(second).toEqual(first);
+    expect(agent?.states.filter((s) => s.to === 'draining').length).toBe(restartsAfterFirst);
+  });
+
+  it('publishes a retained offline status when it stops', async () => {
+    const { base, messages } = await start();
+    await waitFor(() => find(messages, `${base}/status`), LIVENESS_MS, 'the online status');
+    const bridge = agent?.controller.mqtt;
+    expect(bridge).not.toBeNull();
+    await agent?.controller.stopGracefully();
+    agent = null;
+    await waitFor(
+      () => find(messages, `${base}/status`, (j) => j.state === 'offline'),
+      LIVENESS_MS,
+      'the offline status',
+    );
+  });
+});
