@@ -29,6 +29,8 @@ export interface ControllerOptions {
   media?: MediaHost;
   /** Environment for systemd (NOTIFY_SOCKET, WATCHDOG_USEC); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** The --config file the configuration came from (config.set checks changes against it). */
+  configFile?: string;
   /** Called with every stream line set, about every health interval (the terminal status). */
   onStatusLines?: (lines: StreamStatusLine[]) => void;
 }
@@ -103,6 +105,7 @@ export class Controller {
         logger: this.logger,
         version: agentVersion(),
         probe: () => probe(this.media.simulation ? { simulation: this.media.simulation } : {}),
+        configFile: this.options.configFile,
         setLogLevel: (level) => {
           setLogLevel(this.logger, level);
           this.log.info({ level }, 'log level changed');

@@ -25,6 +25,7 @@ export function runAgent(config: AgentConfig, options: RunOptions): Promise<numb
   const controller = new Controller({
     config,
     logger,
+    ...(options.configFile !== undefined ? { configFile: options.configFile } : {}),
     onStatusLines: (lines) => {
       const streamWidth = Math.max(5, ...lines.map((l) => l.status.stream.length));
       terminal.update(

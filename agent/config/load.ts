@@ -60,6 +60,8 @@ export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
   /** What an empty deviceId becomes; default os.hostname(). */
   hostname?: string;
+  /** Layered over the file instead of reading overrideFile (config.set checks a change before writing it). */
+  overrides?: Record<string, unknown>;
 }
 
 function readConfigFile(path: string, origin: string): Record<string, unknown> {
@@ -86,6 +88,16 @@ function readConfigFile(path: string, origin: string): Record<string, unknown> {
     );
   }
   return parsed;
+}
+
+/** The override file's contents; a file not written yet is no change. */
+export function readOverrideFile(path: string): Record<string, unknown> {
+  try {
+    readFileSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+  }
+  return readConfigFile(path, 'overrideFile');
 }
 
 /**
@@ -453,6 +465,15 @@ export function loadConfig(options: LoadConfigOptions = {}): AgentConfig {
   const { schema, sensitive } = agentSchema();
   const config = convict<ConvictShape>(schema, { env, args: [] });
   config.load(fileChecked(fileValues, [], sensitive, problems));
+  // Remote changes (config.set) over the file, under the environment.
+  const overridePath =
+    typeof fileValues.overrideFile === 'string' ? fileValues.overrideFile : config.get('overrideFile');
+  const overrides = options.overrides ?? (overridePath ? readOverrideFile(String(overridePath)) : {});
+  if ('overrideFile' in overrides) {
+    problems.add('overrideFile', `the override file may not move itself: remove overrideFile from ${overridePath}`);
+  } else {
+    config.load(fileChecked(overrides, [], sensitive, problems));
+  }
   try {
     config.validate({ allowed: 'strict' });
   } catch (err) {

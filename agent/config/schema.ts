@@ -736,6 +736,11 @@ const MS_HOUR = 3_600_000;
 
 /** Every fixed key: doc, format, environment variable. Defaults come from config/default.json. */
 const SPEC: Section = {
+  overrideFile: new Leaf(
+    'Where the remote config.set command writes its changes (JSON layered over --config, read at start and ' +
+      'on SIGHUP); empty: config.set is refused.',
+    stringFormat,
+  ),
   deviceId: new Leaf(
     'Identifies the receiver in MQTT topics and logs; empty means the hostname when the config is loaded.',
     deviceIdFormat,

@@ -118,6 +118,8 @@ export interface MqttConfig {
 }
 
 export interface AgentConfig {
+  /** Where remote config.set writes its changes (JSON layered over the --config file); empty: config.set refused. */
+  overrideFile: string;
   deviceId: string;
   backend: Backend;
   log: { level: LogLevel; pretty: 'auto' | 'always' | 'never' };

@@ -28,6 +28,8 @@ export interface MqttBridgeOptions {
   /** The capability probe, run before the streams open their nodes. */
   probe: () => unknown;
   setLogLevel: (level: LogLevel) => void;
+  /** The --config file (config.set validates a change against it); undefined: DMX_AGENT_CONFIG or none. */
+  configFile: string | undefined;
 }
 
 /** How far a signed command's issue time may be from this box's clock. */
@@ -82,6 +84,7 @@ export class MqttBridge {
       probe: options.probe,
       setLogLevel: options.setLogLevel,
       setTelemetryInterval: (ms) => this.setTelemetryInterval(ms),
+      configFile: options.configFile,
     });
     // Only commands this agent implements can be allowed; the allow-list narrows them further.
     const implemented = COMMAND_NAMES.filter((name) => handlers[name] !== undefined);

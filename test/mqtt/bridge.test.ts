@@ -4,10 +4,14 @@
 // commands answered (MQTT 5 response topic with correlation data, or the
 // fallback topic), refusals included.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connectAsync, type IPublishPacket, type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../agent/config/load.js';
 import { compilePayloadValidators, describeValidationErrors } from '../../agent/mqtt/payloads.js';
-import { type AgentHarness, loadSimConfig, startAgent, streamJson } from '../support/agent-env.js';
+import { type AgentHarness, loadSimConfig, simConfigJson, startAgent, streamJson } from '../support/agent-env.js';
 import { waitFor } from '../support/media-env.js';
 import { type Broker, startMosquitto } from '../support/mosquitto.js';
 
@@ -248,6 +252,100 @@ describe('the agent on MQTT', () => {
       valid('command-rejected', m.json);
     // Still alive and answering.
     expect(await command(c, base, 'status', { id: 'ok1' }, messages)).toMatchObject({ status: 'ok' });
+  });
+
+  it('config.set validates the whole configuration, writes the override file atomically and applies it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dmx-agent-config-set-'));
+    try {
+      devices += 1;
+      const deviceId = `stb-${process.pid}-${devices}`;
+      const base = `stb/${deviceId}`;
+      const overrideFile = join(dir, 'state', 'override.json');
+      const configFile = join(dir, 'agent.json');
+      writeFileSync(
+        configFile,
+        JSON.stringify(
+          simConfigJson([streamJson()], {
+            deviceId,
+            overrideFile,
+            mqtt: { enabled: true, url: broker.url, reconnect: { baseMs: 100, capMs: 1000, stableMs: 1000 } },
+          }),
+        ),
+      );
+      client = await connectAsync(broker.url, { protocolVersion: 5, clientId: `dashboard-${deviceId}` });
+      const messages: Received[] = [];
+      client.on('message', (topic, payload, packet) => {
+        if (!topic.startsWith(`${base}/cmd/`)) messages.push({ topic, json: JSON.parse(payload.toString()), packet });
+      });
+      await client.subscribeAsync(`${base}/#`, { qos: 1 });
+      agent = startAgent(loadConfig({ file: configFile, env: {} }), { configFile });
+      await waitFor(() => find(messages, `${base}/status`), LIVENESS_MS, 'the online status');
+      await waitFor(() => agent?.controller.stream('main')?.state === 'streaming', LIVENESS_MS, 'streaming');
+      const c = client;
+
+      const set = await command(
+        c,
+        base,
+        'config.set',
+        { id: 'cs1', args: { values: { 'health.intervalMs': 500 } } },
+        messages,
+      );
+      expect(set).toMatchObject({
+        status: 'ok',
+        data: { applied: ['health.intervalMs 200 -> 500'], needsRestart: [] },
+      });
+      expect(JSON.parse(readFileSync(overrideFile, 'utf8'))).toEqual({ health: { intervalMs: 500 } });
+
+      const pool = await command(
+        c,
+        base,
+        'config.set',
+        { id: 'cs2', args: { values: { 'streams.main.pool.count': 8 } } },
+        messages,
+      );
+      expect(pool).toMatchObject({ status: 'ok', data: { applied: ['stream main resized'] } });
+      expect(agent?.controller.stream('main')?.status().pool).toMatchObject({ count: 8 });
+
+      const before = readFileSync(overrideFile, 'utf8');
+      const bad = await command(
+        c,
+        base,
+        'config.set',
+        { id: 'cs3', args: { values: { 'health.intervalMs': 5 } } },
+        messages,
+      );
+      expect(bad).toMatchObject({ status: 'error', error: { code: 'invalid-config' } });
+      expect((bad.error as { message: string }).message).toMatch(/health\.intervalMs/);
+      expect(readFileSync(overrideFile, 'utf8')).toBe(before);
+
+      const restart = await command(
+        c,
+        base,
+        'config.set',
+        { id: 'cs4', args: { values: { 'mqtt.keepaliveSec': 45 } } },
+        messages,
+      );
+      expect(restart).toMatchObject({ status: 'ok', data: { needsRestart: ['mqtt'] } });
+      // What the next start loads: the file with the override over it.
+      expect(loadConfig({ file: configFile, env: {} })).toMatchObject({
+        health: { intervalMs: 500 },
+        mqtt: { keepaliveSec: 45 },
+        streams: [{ id: 'main', pool: { count: 8 } }],
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses config.set when no override file is configured', async () => {
+    const { base, messages, client: c } = await start();
+    await waitFor(() => find(messages, `${base}/status`), LIVENESS_MS, 'the online status');
+    expect(
+      await command(c, base, 'config.set', { id: 'n1', args: { values: { 'log.level': 'debug' } } }, messages),
+    ).toMatchObject({
+      status: 'error',
+      error: { code: 'config-set-disabled' },
+    });
   });
 
   it('runs a repeated command id once and answers it again', async () => {

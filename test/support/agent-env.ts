@@ -77,7 +77,7 @@ export interface AgentHarness {
   logger: Logger;
 }
 
-export function startAgent(config: AgentConfig): AgentHarness {
+export function startAgent(config: AgentConfig, options: { configFile?: string } = {}): AgentHarness {
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino(
     { level: 'debug' },
@@ -87,7 +87,7 @@ export function startAgent(config: AgentConfig): AgentHarness {
       },
     },
   );
-  const controller = new Controller({ config, logger, env: {} });
+  const controller = new Controller({ config, logger, env: {}, ...options });
   const harness: AgentHarness = { controller, config, logs, states: [], errnoEvents: [], notes: [], logger };
   const owner = {};
   controller.bus.on('streamState', owner, (c) => harness.states.push(c));
