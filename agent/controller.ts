@@ -15,6 +15,7 @@ import { AgentHealthSampler } from './health/agent-health.js';
 import type { AgentHealth } from './health/types.js';
 import { childLogger, setLogLevel } from './log/logger.js';
 import { MqttBridge } from './mqtt/bridge.js';
+import { type EmbeddedBroker, startEmbeddedBroker } from './mqtt/embedded-broker.js';
 import { probe } from './probe.js';
 import { type MediaHost, NativeMediaHost, Tuners } from './streams/media-host.js';
 import { StreamSupervisor } from './streams/supervisor.js';
@@ -53,6 +54,8 @@ export class Controller {
   private readonly notifier: SystemdNotifier;
   private healthTimer: NodeJS.Timeout | null = null;
   private bridge: MqttBridge | null = null;
+  private embeddedBroker: Promise<EmbeddedBroker | null> | null = null;
+  private mqttStopped: Promise<void> | null = null;
   private readyTimer: NodeJS.Timeout | null = null;
   private ready = false;
   private starting = false;
@@ -99,9 +102,26 @@ export class Controller {
     // The fleet link first: it probes the devices before the streams own them, and it must be
     // listening for commands the broker kept for this box.
     if (this.config.mqtt.enabled) {
+      let config = this.config;
+      if (config.mqtt.url === 'embedded') {
+        // Development only: a broker in this process. Its ports are fixed, so the link can be made now and
+        // simply retries until the broker listens.
+        const { port, wsPort } = config.mqtt.embedded;
+        config = { ...config, mqtt: { ...config.mqtt, url: `mqtt://127.0.0.1:${port}`, protocolVersion: 4 } };
+        this.embeddedBroker = startEmbeddedBroker({ port, wsPort }).then(
+          (broker) => {
+            this.log.info({ url: broker.url, ws: broker.wsUrl }, 'embedded MQTT broker (development only) listening');
+            return broker;
+          },
+          (err: unknown) => {
+            this.log.error({ err }, 'the embedded MQTT broker did not start');
+            return null;
+          },
+        );
+      }
       this.bridge = new MqttBridge({
         controller: this,
-        config: this.config,
+        config,
         logger: this.logger,
         version: agentVersion(),
         probe: () => probe(this.media.simulation ? { simulation: this.media.simulation } : {}),
@@ -128,7 +148,7 @@ export class Controller {
   stop(): void {
     for (const [name, step] of this.stopSteps()) this.runStopStep(name, step);
     // Best effort: the offline status goes out if the event loop gets to it.
-    void this.bridge?.stop();
+    void this.stopMqtt();
     this.finishStop();
   }
 
@@ -142,11 +162,7 @@ export class Controller {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     // Last: the streams' final events go out before the retained offline status.
-    try {
-      await this.bridge?.stop();
-    } catch (err) {
-      this.log.error({ err }, 'stopping the MQTT link failed');
-    }
+    await this.stopMqtt();
     this.finishStop();
   }
 
@@ -240,6 +256,19 @@ export class Controller {
     // A removed stream may have been the last one down.
     this.checkReady();
     return { applied, needsRestart };
+  }
+
+  /** The link first (its offline status still reaches an embedded broker), then the embedded broker. */
+  private stopMqtt(): Promise<void> {
+    this.mqttStopped ??= (async () => {
+      try {
+        await this.bridge?.stop();
+        await (await this.embeddedBroker)?.close();
+      } catch (err) {
+        this.log.error({ err }, 'stopping MQTT failed');
+      }
+    })();
+    return this.mqttStopped;
   }
 
   /** The fleet link, when mqtt.enabled. */

@@ -702,6 +702,7 @@ const deviceIdFormat: Format = (value) =>
 export const MQTT_PROTOCOLS = ['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'ws:', 'wss:'] as const;
 
 const mqttUrlFormat: Format = (value) => {
+  if (value === 'embedded') return;
   let url: URL | null = null;
   try {
     url = typeof value === 'string' ? new URL(value) : null;
@@ -710,7 +711,7 @@ const mqttUrlFormat: Format = (value) => {
   }
   expect(
     url !== null && (MQTT_PROTOCOLS as readonly string[]).includes(url.protocol) && url.hostname !== '',
-    'must be a broker URL such as mqtt://localhost:1883 (mqtt, mqtts, tcp, ssl, ws or wss)',
+    "must be a broker URL such as mqtt://localhost:1883 (mqtt, mqtts, tcp, ssl, ws or wss), or 'embedded'",
   );
 };
 
@@ -760,7 +761,16 @@ const SPEC: Section = {
     ),
   },
   mqtt: {
-    url: new Leaf('The MQTT broker.', mqttUrlFormat, 'DMX_AGENT_MQTT_URL', true),
+    url: new Leaf(
+      "The MQTT broker; 'embedded': an in-process MQTT 3.1.1 broker on 127.0.0.1 (development only).",
+      mqttUrlFormat,
+      'DMX_AGENT_MQTT_URL',
+      true,
+    ),
+    embedded: {
+      port: new Leaf("The embedded broker's MQTT port (mqtt.url 'embedded').", integerFormat(1, 65535)),
+      wsPort: new Leaf("The embedded broker's WebSocket port.", integerFormat(1, 65535)),
+    },
     username: new Leaf('MQTT user name; empty for none.', stringFormat, 'DMX_AGENT_MQTT_USERNAME'),
     password: new Leaf(
       'MQTT password; empty for none. Redacted in logs and print-config.',

@@ -89,7 +89,10 @@ export interface WatermarkConfig {
 export interface MqttConfig {
   /** false: no broker at all (a receiver that is only watched locally, tests). */
   enabled: boolean;
+  /** A broker URL, or 'embedded': an in-process development broker (MQTT 3.1.1) on 127.0.0.1. */
   url: string;
+  /** The embedded broker's TCP and WebSocket ports. */
+  embedded: { port: number; wsPort: number };
   username: string;
   password: string;
   topicPrefix: string;

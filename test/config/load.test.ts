@@ -67,9 +67,11 @@ describe('defaults', () => {
 describe('config/development.json', () => {
   const config = loadConfig({ file: configFilePath('development'), env: {}, hostname: 'dev' });
 
-  it('runs the simulated receiver at debug level with an HD and an SD stream', () => {
+  it('runs the simulated receiver with an HD and an SD stream and the embedded broker', () => {
     expect(config.backend).toBe('sim');
-    expect(config.log.level).toBe('debug');
+    // info: the live stream lines, not a debug line per health sample, on the developer's terminal.
+    expect(config.log.level).toBe('info');
+    expect(config.mqtt).toMatchObject({ enabled: true, url: 'embedded' });
     expect(config.streams.map((s) => s.id)).toEqual(['hd', 'sd']);
     expect(config.streams[0]?.sink).toMatchObject({ type: 'decoder', decoder: 'vim2m' });
   });

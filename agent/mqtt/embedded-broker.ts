@@ -1,0 +1,73 @@
+/**
+ * A development convenience only: with `mqtt.url` set to `embedded`, the
+ * agent runs an in-process MQTT 3.1.1 broker (aedes) on 127.0.0.1, with a
+ * WebSocket listener beside the TCP one, so `npm start` needs nothing
+ * installed and any stock client (mosquitto_sub, MQTT Explorer, a browser)
+ * can watch it. A receiver in the field talks to the fleet's broker.
+ */
+
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createRequire } from 'node:module';
+import { createServer, type Server } from 'node:net';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+
+export interface EmbeddedBroker {
+  /** mqtt://127.0.0.1:<port> */
+  readonly url: string;
+  /** ws://127.0.0.1:<wsPort> */
+  readonly wsUrl: string;
+  close(): Promise<void>;
+}
+
+const HOST = '127.0.0.1';
+
+function listen(server: Server | HttpServer, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, HOST, () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address ? address.port : port);
+    });
+  });
+}
+
+function closeServer(server: Server | HttpServer): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Starts the broker; rejects (naming the port) when a port is taken. */
+export async function startEmbeddedBroker(options: { port: number; wsPort: number }): Promise<EmbeddedBroker> {
+  // aedes 0.51 (the last line that runs on Node 18) is CommonJS without ESM named exports;
+  // loaded only here, so a receiver that never runs it never loads it.
+  const { createBroker } = createRequire(import.meta.url)('aedes') as typeof import('aedes');
+  const aedes = createBroker();
+  const tcp = createServer((socket) => aedes.handle(socket));
+  const http = createHttpServer();
+  const ws = new WebSocketServer({ server: http });
+  ws.on('connection', (socket, request) => aedes.handle(createWebSocketStream(socket), request));
+  let port: number;
+  let wsPort: number;
+  try {
+    port = await listen(tcp, options.port);
+    wsPort = await listen(http, options.wsPort);
+  } catch (err) {
+    await Promise.all([closeServer(tcp), closeServer(http)]);
+    aedes.close();
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new Error(`the embedded MQTT broker cannot listen on ${HOST}:${options.port}/${options.wsPort}: ${detail}`);
+  }
+  return {
+    url: `mqtt://${HOST}:${port}`,
+    wsUrl: `ws://${HOST}:${wsPort}`,
+    async close() {
+      for (const client of ws.clients) client.terminate();
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await Promise.all([
+        closeServer(tcp),
+        new Promise<void>((resolve) => ws.close(() => resolve())),
+        closeServer(http),
+      ]);
+    },
+  };
+}
