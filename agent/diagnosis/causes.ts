@@ -5,13 +5,11 @@
  * sources (dvb_vb2.c, dmxdev.c, videobuf2-core.c, videobuf2-v4l2.c);
  * diagnose.ts decides which cause applies, this file only words it.
  */
+
+import { MAX_DEMUX_BUFFER_SIZE, PAGE_SIZE, pageAlign, TS_PACKET_SIZE } from '../native/limits.js';
 import type { CauseCode, DiagnosisContext } from './types.js';
 
-export const TS_PACKET_SIZE = 188;
-/** DMX_REQBUFS clamps buffer sizes to this (dvb_vb2.c DVB_V2_MAX_SIZE). */
-export const MAX_DEMUX_BUFFER_SIZE = 4096 * TS_PACKET_SIZE;
-/** Demux allocations, and so the exported dmabufs, are whole pages. */
-export const PAGE_SIZE = 4096;
+export { MAX_DEMUX_BUFFER_SIZE, PAGE_SIZE, pageAlign, TS_PACKET_SIZE };
 
 /** Everything a summary or remedy may draw on. */
 export interface CauseFacts {
@@ -68,10 +66,6 @@ function octal(value: number): string {
 
 function hex(value: number): string {
   return `0x${value.toString(16)}`;
-}
-
-export function pageAlign(bytes: number): number {
-  return Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE;
 }
 
 /**

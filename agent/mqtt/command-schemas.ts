@@ -12,6 +12,8 @@
  * a stream id, so it cannot reach a handler.
  */
 
+import { MAX_DEMUX_BUFFER_SIZE, MAX_POOL_COUNT, MIN_POOL_COUNT, TS_PACKET_SIZE } from '../native/limits.js';
+
 export type JsonSchema = Readonly<Record<string, unknown>>;
 
 export const COMMAND_NAMES = [
@@ -55,13 +57,6 @@ export const FORBIDDEN_KEY_SEGMENT_PATTERN = '(^|\\.)(__proto__|constructor|prot
 export const SIGNATURE_PATTERN = '^[A-Za-z0-9+/]{86}==$';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-/** From agent/native/index.ts validatePoolRequest (not imported: that module loads the native addon). */
-export const POOL_COUNT_MIN = 2;
-export const POOL_COUNT_MAX = 32;
-export const TS_PACKET_BYTES = 188;
-/** DMX_REQBUFS clamps buffer sizes to 4096 TS packets (dvb_vb2.c DVB_V2_MAX_SIZE). */
-export const POOL_SIZE_MAX = 4096 * TS_PACKET_BYTES;
 
 /** Telemetry more often than once a second would hammer the broker across a fleet. */
 export const TELEMETRY_INTERVAL_MIN_MS = 1000;
@@ -108,12 +103,12 @@ export const COMMAND_ARGS_SCHEMAS: Readonly<Record<CommandName, JsonSchema>> = {
     minProperties: 2,
     properties: {
       stream: STREAM_ID_SCHEMA,
-      count: { type: 'integer', minimum: POOL_COUNT_MIN, maximum: POOL_COUNT_MAX, description: 'Buffers.' },
+      count: { type: 'integer', minimum: MIN_POOL_COUNT, maximum: MAX_POOL_COUNT, description: 'Buffers.' },
       size: {
         type: 'integer',
-        minimum: TS_PACKET_BYTES,
-        maximum: POOL_SIZE_MAX,
-        multipleOf: TS_PACKET_BYTES,
+        minimum: TS_PACKET_SIZE,
+        maximum: MAX_DEMUX_BUFFER_SIZE,
+        multipleOf: TS_PACKET_SIZE,
         description: 'Bytes per buffer, a multiple of 188 so TS packets never straddle buffers.',
       },
     },

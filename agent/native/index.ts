@@ -17,8 +17,11 @@ import {
   type SectionFilterParams,
 } from './bindings.js';
 
+import { MAX_DEMUX_BUFFER_SIZE, MAX_POOL_COUNT, MIN_POOL_COUNT, TS_PACKET_SIZE } from './limits.js';
+
 export type * from './bindings.js';
 export { DmxError, isDmxError } from './dmx-error.js';
+export * from './limits.js';
 
 export const Demux = native.Demux;
 export const Frontend = native.Frontend;
@@ -35,9 +38,6 @@ export type ConsumerSink = NativeConsumerSink;
 export type Pump = NativePump;
 export type Simulation = NativeSimulation;
 
-export const TS_PACKET_SIZE = 188;
-/** DMX_REQBUFS clamps buffer sizes to this (dvb_vb2.c DVB_V2_MAX_SIZE). */
-export const MAX_DEMUX_BUFFER_SIZE = 4096 * TS_PACKET_SIZE;
 /** The PID that selects every PID in a PES filter. */
 export const ALL_PIDS = 0x2000;
 
@@ -58,13 +58,6 @@ export const EXPORT_FLAGS = {
   O_APPEND: fsConstants.O_APPEND,
 } as const;
 
-/** The page size the kernel rounds buffer allocations to. */
-export const PAGE_SIZE = 4096;
-
-export function pageAlign(bytes: number): number {
-  return Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE;
-}
-
 export interface PoolRequest {
   path: string;
   kind?: 'demux' | 'dvr';
@@ -83,8 +76,10 @@ export interface PoolRequest {
  * size and does not round it to 188), so these are ours to enforce.
  */
 export function validatePoolRequest(count: number, size: number): void {
-  if (!Number.isInteger(count) || count < 2 || count > 32) {
-    throw new RangeError(`pool count must be an integer from 2 to 32 (vb2 grants at most 32), got ${count}`);
+  if (!Number.isInteger(count) || count < MIN_POOL_COUNT || count > MAX_POOL_COUNT) {
+    throw new RangeError(
+      `pool count must be an integer from ${MIN_POOL_COUNT} to ${MAX_POOL_COUNT} (vb2 grants at most ${MAX_POOL_COUNT}), got ${count}`,
+    );
   }
   if (!Number.isInteger(size) || size <= 0 || size % TS_PACKET_SIZE !== 0) {
     throw new RangeError(

@@ -16,15 +16,16 @@
  */
 import type { StreamConfig } from '../config/types.js';
 
-// The same values as agent/native/index.ts; repeated here so that sizing (and
-// check-config through it) works without loading the native addon.
-export const TS_PACKET_SIZE = 188;
-/** DMX_REQBUFS clamps buffer sizes to this (dvb_vb2.c DVB_V2_MAX_SIZE). */
-export const MAX_DEMUX_BUFFER_SIZE = 4096 * TS_PACKET_SIZE;
-export const PAGE_SIZE = 4096;
-/** vb2's limits on the number of buffers (VB2_MAX_FRAME is 32; a pump needs two to cycle). */
-export const MIN_POOL_COUNT = 2;
-export const MAX_POOL_COUNT = 32;
+import {
+  MAX_DEMUX_BUFFER_SIZE,
+  MAX_POOL_COUNT,
+  MIN_POOL_COUNT,
+  PAGE_SIZE,
+  pageAlign,
+  TS_PACKET_SIZE,
+} from '../native/limits.js';
+
+export { MAX_DEMUX_BUFFER_SIZE, MAX_POOL_COUNT, MIN_POOL_COUNT, PAGE_SIZE, pageAlign, TS_PACKET_SIZE };
 /**
  * The smallest count the policy derives. With two or three buffers the kernel
  * is left with none queued as soon as one is held by the sink and one waits in
@@ -83,10 +84,6 @@ export interface PoolPlan {
   derivedFrom: string[];
   /** Targets the plan could not meet, in plain terms (empty when it meets them all). */
   warnings: string[];
-}
-
-export function pageAlign(bytes: number): number {
-  return Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE;
 }
 
 function bytesPerMs(bitrate: number): number {

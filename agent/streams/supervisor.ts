@@ -250,8 +250,7 @@ export class StreamSupervisor {
       this.poolOverride = to;
       return this.resized(from, this.granted ?? to, 'applied', why);
     } catch (err) {
-      const reason = this.describeFailure(err);
-      this.reportError(err);
+      const reason = this.reportError(err);
       this.machine.transition('draining', `rolling back to ${describePool(from)}: ${reason}`);
       this.closeDataPath({ keepSinkSocket: true });
       try {
@@ -638,9 +637,14 @@ export class StreamSupervisor {
         throw new SizingError('decoder', fit.message);
       }
     } catch (err) {
-      if (err instanceof SizingError) this.reportPrevented(err, 'VIDIOC_QBUF', { size: granted.size });
-      else this.reportError(err);
-      this.sinkDetail = `decoder ${sink.decoder} (${this.describeFailure(err)})`;
+      let why: string;
+      if (err instanceof SizingError) {
+        this.reportPrevented(err, 'VIDIOC_QBUF', { size: granted.size });
+        why = err.message;
+      } else {
+        why = this.reportError(err);
+      }
+      this.sinkDetail = `decoder ${sink.decoder} (${why})`;
       this.dropDecoder();
       this.decoder = gone;
       this.sinkAttached = false;
@@ -652,8 +656,7 @@ export class StreamSupervisor {
     try {
       this.prepareDecoder(fresh, granted.count);
     } catch (err) {
-      this.reportError(err);
-      this.sinkDetail = `decoder ${sink.decoder} (${this.describeFailure(err)})`;
+      this.sinkDetail = `decoder ${sink.decoder} (${this.reportError(err)})`;
       this.dropDecoder();
       this.sinkAttached = false;
     }
@@ -681,7 +684,7 @@ export class StreamSupervisor {
   // ------------------------------------------------------------ failure
 
   private fail(err: unknown): void {
-    this.reportError(err);
+    const why = this.reportError(err);
     this.closeDataPath({ keepSinkSocket: true });
     this.releaseFrontend();
     this.failures++;
@@ -689,7 +692,7 @@ export class StreamSupervisor {
       initialMs: this.agent.supervision.backoffInitialMs,
       maxMs: this.agent.supervision.backoffMaxMs,
     });
-    const reason = `${this.describeFailure(err)}; retry ${this.failures} in ${delay} ms`;
+    const reason = `${why}; retry ${this.failures} in ${delay} ms`;
     this.machine.transition('failed', reason);
     this.scheduleRetry(delay, 'retry');
   }
@@ -727,11 +730,15 @@ export class StreamSupervisor {
     return err instanceof Error ? err.message : String(err);
   }
 
-  private reportError(err: unknown): void {
-    const event = isDmxError(err)
-      ? diagnose(err, this.context(), this.now())
-      : diagnoseUnknown(err, this.context(), this.now());
-    this.deps.report(event);
+  /** Diagnoses and reports a failure once; returns what the state's reason should say. */
+  private reportError(err: unknown): string {
+    if (isDmxError(err)) {
+      const event = diagnose(err, this.context(), this.now());
+      this.deps.report(event);
+      return event.summary;
+    }
+    this.deps.report(diagnoseUnknown(err, this.context(), this.now()));
+    return err instanceof Error ? err.message : String(err);
   }
 
   private reportPrevented(err: unknown, ioctl: string, args: Record<string, number>): void {
