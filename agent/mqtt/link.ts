@@ -58,7 +58,7 @@ export interface MqttLinkOptions {
   topics: Topics;
   /** The retained online status published on every connect; `state: 'online'` is set by the link. */
   birth: () => Record<string, unknown>;
-  /** PEM file paths, read at start(). */
+  /** PEM file paths, read at start() and again before every reconnect (certificate rotation). */
   tls?: { ca?: string; cert?: string; key?: string };
   logger: Logger;
   /** In [0, 1); default Math.random. */
@@ -227,12 +227,26 @@ export class OfflineQueue {
   }
 }
 
-function readPem(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new Error(`cannot read the MQTT TLS ${what} ${path}: ${(err as Error).message}`);
+type TlsFiles = NonNullable<MqttLinkOptions['tls']>;
+const TLS_FILE_NAMES: ReadonlyArray<[keyof TlsFiles, string]> = [
+  ['ca', 'CA file'],
+  ['cert', 'certificate file'],
+  ['key', 'key file'],
+];
+
+/** The PEM contents of the configured TLS files; throws naming the first one that cannot be read. */
+function readTlsFiles(tls: TlsFiles | undefined): Partial<Record<keyof TlsFiles, Buffer>> {
+  const contents: Partial<Record<keyof TlsFiles, Buffer>> = {};
+  for (const [key, what] of TLS_FILE_NAMES) {
+    const path = tls?.[key];
+    if (path === undefined) continue;
+    try {
+      contents[key] = readFileSync(path);
+    } catch (err) {
+      throw new Error(`cannot read the MQTT TLS ${what} ${path}: ${(err as Error).message}`);
+    }
   }
+  return contents;
 }
 
 function serialize(payload: object): Buffer {
@@ -380,10 +394,7 @@ export class MqttLink {
     if (options.protocolVersion === 5) clientOptions.properties = { sessionExpiryInterval: options.sessionExpirySec };
     if (options.username !== undefined) clientOptions.username = options.username;
     if (options.password !== undefined) clientOptions.password = options.password;
-    const { tls } = options;
-    if (tls?.ca !== undefined) clientOptions.ca = readPem(tls.ca, 'CA file');
-    if (tls?.cert !== undefined) clientOptions.cert = readPem(tls.cert, 'certificate file');
-    if (tls?.key !== undefined) clientOptions.key = readPem(tls.key, 'key file');
+    Object.assign(clientOptions, readTlsFiles(options.tls));
     return clientOptions;
   }
 
@@ -455,10 +466,25 @@ export class MqttLink {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (this.stopping) return;
+      this.rereadTlsFiles(client);
       // The same client with its own stores: client.reconnect() without them would start empty stores and
       // lose the QoS 1 messages in flight when the connection dropped (their callbacks would never run).
       client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
     }, delayMs);
+  }
+
+  /**
+   * Certificates are rotated on the box by replacing the files: read them again before each reconnect, so
+   * the next connection uses them with no restart. MQTT.js builds every connection from client.options. All
+   * or nothing: when one file cannot be read (caught mid-replacement), the set in use stays, with a warning.
+   */
+  private rereadTlsFiles(client: MqttClient): void {
+    if (this.options.tls === undefined) return;
+    try {
+      Object.assign(client.options, readTlsFiles(this.options.tls));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'kept the TLS files in use: a new one cannot be read');
+    }
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {

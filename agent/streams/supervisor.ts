@@ -383,18 +383,20 @@ export class StreamSupervisor {
   /** The pool to ask for: a fixed size (resize), else the configured or derived one, fitted to the decoder. */
   private plan(size: PoolSize | null): PoolSize {
     const p = this.config.pool;
+    const fixedSize = size?.size ?? p.size;
     return planPool({
       bitrate: this.config.bitrate,
       latencyMs: p.latencyMs,
       bufferingMs: p.bufferingMs,
       count: size?.count ?? p.count,
-      size: size?.size ?? p.size,
-      // With prevention off the pool goes to the decoder as configured and the
-      // kernel's own EINVAL is what gets diagnosed.
+      size: fixedSize,
+      // A derived size is always fitted to the decoder. With prevention off a fixed size goes to the
+      // decoder as configured, so the kernel's own EINVAL is what gets diagnosed.
       // Without the decoder yet, the sizeimage its configured raw format will have.
-      decoderSizeimage: this.agent.supervision.preventKnownBad
-        ? (this.decoderInfo?.output.sizeimage ?? configuredSizeimage(this.config))
-        : null,
+      decoderSizeimage:
+        this.agent.supervision.preventKnownBad || fixedSize === null
+          ? (this.decoderInfo?.output.sizeimage ?? configuredSizeimage(this.config))
+          : null,
     });
   }
 

@@ -8,12 +8,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync, type IPublishPacket, type MqttClient } from 'mqtt';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../agent/config/load.js';
+import { MqttLink } from '../../agent/mqtt/link.js';
 import { compilePayloadValidators, describeValidationErrors } from '../../agent/mqtt/payloads.js';
 import { type AgentHarness, loadSimConfig, simConfigJson, startAgent, streamJson } from '../support/agent-env.js';
 import { waitFor } from '../support/media-env.js';
 import { type Broker, startMosquitto } from '../support/mosquitto.js';
+import { TcpGate } from '../support/tcp-gate.js';
 
 const validators = compilePayloadValidators();
 const LIVENESS_MS = 15_000;
@@ -371,6 +373,117 @@ describe('the agent on MQTT', () => {
       () => find(messages, `${base}/status`, (j) => j.state === 'offline'),
       LIVENESS_MS,
       'the offline status',
+    );
+  });
+});
+
+describe('the agent across a broker restart', () => {
+  let persistent: Broker | null = null;
+  let gate: TcpGate | null = null;
+  afterEach(async () => {
+    agent?.controller.stop();
+    agent = null;
+    await gate?.close();
+    gate = null;
+    await persistent?.stop();
+    persistent = null;
+    vi.restoreAllMocks();
+  });
+
+  it('runs the QoS 1 commands sent while it was away once, and sends the newest offline events after an overflow report', async () => {
+    persistent = await startMosquitto({ persistence: true });
+    // The agent reaches the broker through the gate only, so the test decides when it is away while the
+    // broker itself is up and queues for its persistent session.
+    gate = await TcpGate.start(persistent.port);
+    devices += 1;
+    const deviceId = `stb-${process.pid}-${devices}`;
+    const base = `stb/${deviceId}`;
+    const maxEvents = 2;
+    const config = loadSimConfig([streamJson()], {
+      deviceId,
+      mqtt: {
+        enabled: true,
+        url: gate.url,
+        telemetryIntervalMs: 1000,
+        reconnect: { baseMs: 100, capMs: 1000, stableMs: 1000 },
+        offlineQueue: { maxEvents, maxBytes: 1_000_000 },
+      },
+    });
+    // What the agent publishes while it has no connection, after its first one: what the offline queue saw.
+    const offlineEvents: Array<{ kind: string; payload: unknown }> = [];
+    let afterFirstConnection = false;
+    const publishEvent = MqttLink.prototype.publishEvent;
+    vi.spyOn(MqttLink.prototype, 'publishEvent').mockImplementation(function (this: MqttLink, kind, payload) {
+      if (afterFirstConnection && !this.connected)
+        offlineEvents.push({ kind, payload: JSON.parse(JSON.stringify(payload)) });
+      publishEvent.call(this, kind, payload);
+    });
+    agent = startAgent(config);
+    const harness = agent;
+    await waitFor(() => harness.controller.mqtt?.connected, LIVENESS_MS, 'the first connection');
+    afterFirstConnection = true;
+    await waitFor(() => harness.controller.stream('main')?.state === 'streaming', LIVENESS_MS, 'streaming');
+    const outageFromMs = Date.now();
+
+    gate.refuse = true;
+    await persistent.restart();
+    await waitFor(() => harness.controller.mqtt?.connected === false, LIVENESS_MS, 'the agent to see the broker go');
+
+    // While the agent is away: the fleet commands it (the broker queues for the restored session) ...
+    const fleet = await connectAsync(persistent.url, { protocolVersion: 5, clientId: `fleet-${deviceId}` });
+    client = fleet;
+    const messages: Received[] = [];
+    fleet.on('message', (topic, payload, packet) => {
+      if (topic.startsWith(`${base}/cmd/`)) return;
+      messages.push({ topic, json: JSON.parse(payload.toString()) as Record<string, unknown>, packet });
+    });
+    await fleet.subscribeAsync([`${base}/events/#`, `${base}/response/#`], { qos: 1 });
+    await fleet.publishAsync(`${base}/cmd/stream.restart`, JSON.stringify({ id: 'away-1', args: { stream: 'main' } }), {
+      qos: 1,
+    });
+    await fleet.publishAsync(`${base}/cmd/status`, JSON.stringify({ id: 'away-2' }), { qos: 1 });
+    // ... and the agent goes on producing events: a local restart makes more stream-state changes than the queue keeps.
+    const statesBefore = harness.states.length;
+    const stream = harness.controller.stream('main')!;
+    stream.stop('test restart while offline');
+    stream.start();
+    await waitFor(() => stream.state === 'streaming', LIVENESS_MS, 'streaming again while offline');
+    expect(harness.states.length - statesBefore).toBeGreaterThan(maxEvents);
+    expect(harness.controller.mqtt?.connected).toBe(false);
+    const drainsBeforeReturn = harness.states.filter((s) => s.to === 'draining').length;
+
+    gate.refuse = false;
+    const restarted = await waitFor(
+      () => messages.find((m) => m.topic === `${base}/response/stream.restart`),
+      LIVENESS_MS,
+      'the answer to the command sent while away',
+    );
+    expect(restarted.json).toMatchObject({ id: 'away-1', status: 'ok', data: { stream: 'main' } });
+    const status = await waitFor(
+      () => messages.find((m) => m.topic === `${base}/response/status`),
+      LIVENESS_MS,
+      'the second queued command',
+    );
+    expect(status.json).toMatchObject({ id: 'away-2', status: 'ok' });
+
+    // Subscribed after the reconnect: a new command is answered too, and the restart ran exactly once.
+    const after = await command(fleet, base, 'streams', { id: 'after-1' }, messages);
+    expect(after).toMatchObject({ id: 'after-1', status: 'ok' });
+    expect(harness.states.filter((s) => s.to === 'draining').length).toBe(drainsBeforeReturn + 1);
+
+    // The offline bound: the overflow report, then the newest maxEvents of the events the agent published
+    // while it had no connection, in order, then the live ones.
+    expect(offlineEvents.length).toBeGreaterThan(maxEvents);
+    const events = messages.filter((m) => m.topic.startsWith(`${base}/events/`));
+    // QoS 1 messages in flight when the broker went away are resent too: the report is the one about the outage.
+    const overflowAt = events.findIndex(
+      (m) => m.topic === `${base}/events/queue-overflow` && (m.json.since as number) >= outageFromMs,
+    );
+    expect(overflowAt).toBeGreaterThanOrEqual(0);
+    expect(events[overflowAt]?.json).toMatchObject({ dropped: offlineEvents.length - maxEvents });
+    const flushed = events.slice(overflowAt + 1, overflowAt + 1 + maxEvents);
+    expect(flushed.map((m) => ({ kind: m.topic.slice(`${base}/events/`.length), payload: m.json }))).toEqual(
+      offlineEvents.slice(-maxEvents),
     );
   });
 });

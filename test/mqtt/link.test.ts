@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { connectAsync, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
@@ -15,6 +14,7 @@ import {
 } from '../../agent/mqtt/link.js';
 import { MAX_TOPIC_LEVEL_LENGTH, Topics, validateDeviceId, validateTopicPrefix } from '../../agent/mqtt/topics.js';
 import { type Broker, startMosquitto } from '../support/mosquitto.js';
+import { TcpGate } from '../support/tcp-gate.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/link-child.mjs', import.meta.url));
 /** Liveness bound for anything the broker or the link should do soon; never a pass/fail timing. */
@@ -63,6 +63,13 @@ function linkOptions(url: string, overrides: Partial<MqttLinkOptions> = {}): Mqt
     logger: pino({ level: process.env.DMX_TEST_MQTT_LOG ?? 'silent' }),
     ...overrides,
   };
+}
+
+/** A TcpGate in front of the broker, closed after the test. */
+async function openGate(targetPort: number): Promise<TcpGate> {
+  const gate = await TcpGate.start(targetPort);
+  cleanups.push(() => gate.close());
+  return gate;
 }
 
 function startLink(options: MqttLinkOptions): MqttLink {
@@ -131,72 +138,6 @@ async function retained(url: string, topic: string): Promise<unknown> {
   const message = await observer.waitFor((m) => m.topic === topic && m.retain, `retained ${topic}`);
   await observer.close();
   return JSON.parse(message.text) as unknown;
-}
-
-/**
- * A TCP relay between the link and the broker, so a test decides when the link can reach the broker
- * (refuse), cuts its connection (cut), or swallows what it sends while it still believes it is connected.
- */
-class Gate {
-  refuse = false;
-  swallow = false;
-  connections = 0;
-  private readonly pairs = new Set<[Socket, Socket]>();
-
-  private constructor(
-    private readonly server: Server,
-    readonly url: string,
-  ) {}
-
-  static async start(targetPort: number): Promise<Gate> {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('gate has no port');
-    const gate = new Gate(server, `mqtt://127.0.0.1:${address.port}`);
-    server.on('connection', (client) => gate.relay(client, targetPort));
-    cleanups.push(() => gate.close());
-    return gate;
-  }
-
-  cut(): void {
-    for (const [client, upstream] of this.pairs) {
-      client.destroy();
-      upstream.destroy();
-    }
-    this.pairs.clear();
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private relay(client: Socket, targetPort: number): void {
-    this.connections += 1;
-    if (this.refuse) {
-      client.destroy();
-      return;
-    }
-    const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
-    const pair: [Socket, Socket] = [client, upstream];
-    this.pairs.add(pair);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      this.pairs.delete(pair);
-    };
-    client.on('data', (chunk) => {
-      if (!this.swallow) upstream.write(chunk);
-    });
-    upstream.on('data', (chunk) => {
-      if (!this.swallow) client.write(chunk);
-    });
-    client.on('close', end);
-    upstream.on('close', end);
-    client.on('error', end);
-    upstream.on('error', end);
-  }
 }
 
 async function sendCommand(url: string, topic: string, body: object, options: IClientOptions = {}): Promise<void> {
@@ -447,7 +388,7 @@ describe('MqttLink against mosquitto', () => {
 
   it('survives a broker restart: reconnects by itself and gets the QoS 1 command sent while it was away', async () => {
     const mosquitto = await broker({ persistence: true });
-    const gate = await Gate.start(mosquitto.port);
+    const gate = await openGate(mosquitto.port);
     const options = linkOptions(gate.url);
     const { topics } = options;
     const link = startLink(options);
@@ -505,7 +446,7 @@ describe('MqttLink against mosquitto', () => {
 
   it('resends a QoS 1 event that was in flight when the connection dropped', async () => {
     const mosquitto = await broker();
-    const gate = await Gate.start(mosquitto.port);
+    const gate = await openGate(mosquitto.port);
     const options = linkOptions(gate.url);
     const link = startLink(options);
     await waitUntil(() => link.connected, 'the first connection');
@@ -527,7 +468,7 @@ describe('MqttLink against mosquitto', () => {
 
   it('bounds the offline queue: after the outage, the overflow report first, then the newest events in order', async () => {
     const mosquitto = await broker();
-    const gate = await Gate.start(mosquitto.port);
+    const gate = await openGate(mosquitto.port);
     const options = linkOptions(gate.url, { offlineQueue: { maxEvents: 3, maxBytes: 10_000 } });
     const { topics } = options;
     const link = startLink(options);
@@ -568,7 +509,7 @@ describe('MqttLink against mosquitto', () => {
 
   it('keeps retrying without a broker, and start() resolves once one is there', async () => {
     const mosquitto = await broker();
-    const gate = await Gate.start(mosquitto.port);
+    const gate = await openGate(mosquitto.port);
     gate.refuse = true;
     const link = new MqttLink(linkOptions(gate.url));
     cleanups.push(() => link.stop());
@@ -585,7 +526,7 @@ describe('MqttLink against mosquitto', () => {
 
   it('stops cleanly while it has never reached a broker, and never tries again afterwards', async () => {
     const mosquitto = await broker();
-    const gate = await Gate.start(mosquitto.port);
+    const gate = await openGate(mosquitto.port);
     gate.refuse = true;
     // The link's reconnect timer is fake: the test decides when an attempt happens.
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
