@@ -4,6 +4,7 @@
  * strictly (unknown keys, types, ranges, and combinations that cannot work
  * on the kernel) and reports every problem at once, each by its key.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { hostname as systemHostname } from 'node:os';
 import convict from 'convict';
@@ -491,19 +492,38 @@ export function loadConfig(options: LoadConfigOptions = {}): AgentConfig {
   checkFixedKeys(loaded, problems);
 
   if (loaded.deviceId === '' && !problems.under('deviceId')) {
-    const name = options.hostname ?? systemHostname();
-    if (/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) loaded.deviceId = name;
+    const fromCertificate = loaded.mqtt.tls.cert !== '' && !problems.under('mqtt.tls');
+    const name = fromCertificate ? certificateCommonName(loaded.mqtt.tls.cert) : (options.hostname ?? systemHostname());
+    const from = fromCertificate ? "the client certificate's CN" : 'the hostname';
+    if (name !== null && DEVICE_ID_PATTERN.test(name)) loaded.deviceId = name;
     else {
       problems.add(
         'deviceId',
-        `is empty, so the hostname would be used, but ${describeValue(name)} is not a valid MQTT topic level: ` +
-          'set deviceId (or DMX_AGENT_DEVICE_ID)',
+        `is empty, so ${from} would be used, but ${name === null ? 'there is none' : describeValue(name)}` +
+          ' is not a valid MQTT topic level: set deviceId (or DMX_AGENT_DEVICE_ID)',
       );
     }
   }
 
   if (problems.items.length > 0) throw new ConfigError(problems.items, file ?? null);
   return loaded;
+}
+
+/** What an empty deviceId may become: one MQTT topic level, no wildcards or separators. */
+const DEVICE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * The subject CN of a PEM certificate, or null. With a fleet broker that uses the certificate's identity
+ * as the user name (deploy/mosquitto), the ACL confines the box to stb/<CN>/: the CN is its device id.
+ */
+function certificateCommonName(file: string): string | null {
+  try {
+    const subject = new X509Certificate(readFileSync(file)).subject;
+    const names = subject.split('\n').filter((line) => line.startsWith('CN='));
+    return names.length === 1 ? names[0]!.slice(3) : null;
+  } catch {
+    return null;
+  }
 }
 
 /**

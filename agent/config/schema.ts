@@ -743,7 +743,7 @@ const SPEC: Section = {
     stringFormat,
   ),
   deviceId: new Leaf(
-    'Identifies the receiver in MQTT topics and logs; empty means the hostname when the config is loaded.',
+    "Identifies the receiver in MQTT topics and logs; empty means the client certificate's CN when mqtt.tls.cert is set (a fleet broker's ACL names the box by it), else the hostname.",
     deviceIdFormat,
     'DMX_AGENT_DEVICE_ID',
   ),
@@ -808,7 +808,10 @@ const SPEC: Section = {
     ),
     tls: {
       ca: new Leaf('CA certificate file (PEM) for mqtts; empty: the system CAs.', stringFormat),
-      cert: new Leaf('Client certificate file (PEM); empty: none.', stringFormat),
+      cert: new Leaf(
+        'Client certificate file (PEM); empty: none. The TLS files are read again before every reconnect, so replacing them rotates the certificate.',
+        stringFormat,
+      ),
       key: new Leaf(
         'Client key file (PEM); the agent refuses a key readable by group or others.',
         stringFormat,

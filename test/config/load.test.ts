@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -55,6 +56,46 @@ describe('defaults', () => {
   it('refuse a hostname that cannot be a topic level', () => {
     const err = configError(() => loadConfig({ file: null, env: {}, hostname: 'bad host' }));
     expect(err.problems[0]?.key).toBe('deviceId');
+  });
+
+  it("take the client certificate's CN as device id when there is a certificate and no deviceId", () => {
+    // A real certificate and key from openssl: the fleet broker's ACL names the box by this CN.
+    const certificate = (cn: string) => {
+      const cert = join(dir, `${cn.replace(/\W/g, '_')}.pem`);
+      const key = join(dir, `${cn.replace(/\W/g, '_')}.key`);
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:P-256',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          `/O=dmx-agent tests/CN=${cn}`,
+          '-keyout',
+          key,
+          '-out',
+          cert,
+        ],
+        { stdio: 'ignore' },
+      );
+      chmodSync(key, 0o600);
+      return { cert, key };
+    };
+    const good = certificate('stb-cert-42');
+    const tls = { mqtt: { tls: good } };
+    expect(load(tls).deviceId).toBe('stb-cert-42');
+    // An explicit deviceId wins, and without a certificate the hostname is used.
+    expect(load({ ...tls, deviceId: 'explicit' }).deviceId).toBe('explicit');
+    expect(load({}).deviceId).toBe('stb-test');
+    // A CN that cannot be a topic level is refused, naming where it came from.
+    const bad = certificate('stb#1');
+    expect(problemsOf({ mqtt: { tls: bad } }).get('deviceId')).toMatch(/client certificate's CN.*stb#1/);
   });
 
   it('take the file from DMX_AGENT_CONFIG unless a file (or none) is given', () => {
