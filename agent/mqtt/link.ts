@@ -87,6 +87,8 @@ export interface MqttLinkStats {
   dropped: number;
   /** Messages the broker acknowledged (QoS 1) or that were written (QoS 0). */
   published: number;
+  /** QoS 1 messages the broker refused (MQTT 5 PUBACK reason code 0x80 or above: an ACL, a quota). */
+  refused: number;
 }
 
 export interface QueueOverflow {
@@ -271,6 +273,7 @@ export class MqttLink {
   private connects = 0;
   private disconnects = 0;
   private published = 0;
+  private refused = 0;
 
   constructor(private readonly options: MqttLinkOptions) {
     this.log = options.logger;
@@ -294,6 +297,7 @@ export class MqttLink {
       queued: this.queue.size,
       dropped: this.queue.droppedTotal,
       published: this.published,
+      refused: this.refused,
     };
   }
 
@@ -556,8 +560,19 @@ export class MqttLink {
     const client = this.client;
     if (client === null) return;
     client.publish(message.topic, message.payload, message.options, (err) => {
-      if (err) this.log.debug({ err: err.message, topic: message.topic }, 'publish not completed');
-      else this.published += 1;
+      if (!err) {
+        this.published += 1;
+        return;
+      }
+      const reasonCode = (err as Error & { code?: unknown }).code;
+      if (typeof reasonCode === 'number' && reasonCode >= 0x80) {
+        // Refused, not lost in a reconnect: retrying cannot help. 0x87 is the broker's ACL (e.g. a response
+        // topic outside this box's subtree), which fleet operators must hear about.
+        this.refused += 1;
+        this.log.warn({ topic: message.topic, reasonCode, reason: err.message }, 'the broker refused a publish');
+      } else {
+        this.log.debug({ err: err.message, topic: message.topic }, 'publish not completed');
+      }
     });
   }
 
