@@ -237,6 +237,11 @@ describe('the agent on MQTT', () => {
     expect(
       await command(c, base, 'stream.stop', { id: 'x1', args: { stream: '/dev/dvb/adapter0/demux0' } }, messages),
     ).toMatchObject({ status: 'error', error: { code: 'invalid-args' } });
+    expect(await command(c, base, 'status', { id: 'e1', exp: Date.now() - 60_000 }, messages)).toMatchObject({
+      id: 'e1',
+      status: 'error',
+      error: { code: 'expired' },
+    });
     await c.publishAsync(`${base}/cmd/status`, Buffer.alloc(64 * 1024, 0x20), { qos: 1 });
     await waitFor(
       () =>
@@ -245,9 +250,9 @@ describe('the agent on MQTT', () => {
       'the payload-too-large answer',
     );
     const rejected = await waitFor(
-      () => (messages.filter((m) => m.topic === `${base}/events/command-rejected`).length >= 5 ? true : null),
+      () => (messages.filter((m) => m.topic === `${base}/events/command-rejected`).length >= 6 ? true : null),
       LIVENESS_MS,
-      'five command-rejected events',
+      'six command-rejected events',
     );
     expect(rejected).toBe(true);
     for (const m of messages.filter((x) => x.topic === `${base}/events/command-rejected`))
@@ -485,5 +490,43 @@ describe('the agent across a broker restart', () => {
     expect(flushed.map((m) => ({ kind: m.topic.slice(`${base}/events/`.length), payload: m.json }))).toEqual(
       offlineEvents.slice(-maxEvents),
     );
+  });
+  it('never sees a command whose MQTT 5 message expiry passed while it was away', async () => {
+    persistent = await startMosquitto();
+    gate = await TcpGate.start(persistent.port);
+    devices += 1;
+    const deviceId = `stb-${process.pid}-${devices}`;
+    const base = `stb/${deviceId}`;
+    agent = startAgent(
+      loadSimConfig([streamJson()], {
+        deviceId,
+        mqtt: { enabled: true, url: gate.url, reconnect: { baseMs: 100, capMs: 1000, stableMs: 1000 } },
+      }),
+    );
+    const harness = agent;
+    await waitFor(() => harness.controller.mqtt?.connected, LIVENESS_MS, 'the first connection');
+    gate.refuse = true;
+    gate.cut();
+    await waitFor(() => harness.controller.mqtt?.connected === false, LIVENESS_MS, 'the agent away');
+
+    const fleet = await connectAsync(persistent.url, { protocolVersion: 5, clientId: `fleet-${deviceId}` });
+    client = fleet;
+    const answers: Array<Record<string, unknown>> = [];
+    fleet.on('message', (_topic, payload) => answers.push(JSON.parse(payload.toString()) as Record<string, unknown>));
+    await fleet.subscribeAsync(`${base}/response/#`, { qos: 1 });
+    await fleet.publishAsync(`${base}/cmd/stream.restart`, JSON.stringify({ id: 'stale', args: { stream: 'main' } }), {
+      qos: 1,
+      properties: { messageExpiryInterval: 1 },
+    });
+    await fleet.publishAsync(`${base}/cmd/status`, JSON.stringify({ id: 'fresh' }), { qos: 1 });
+    // Not a timing assertion: the broker must hold the stale command past its one-second expiry.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const drains = harness.states.filter((s) => s.to === 'draining').length;
+
+    gate.refuse = false;
+    await waitFor(() => answers.find((a) => a.id === 'fresh'), LIVENESS_MS, 'the answer to the fresh command');
+    // Both were queued in order; the fresh one is answered, so the stale one would have been seen first.
+    expect(answers.map((a) => a.id)).toEqual(['fresh']);
+    expect(harness.states.filter((s) => s.to === 'draining').length).toBe(drains);
   });
 });
