@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "mul_div.h"
 #include "stream_pacer.h"
 #include "ts_packet.h"
 
@@ -309,9 +310,8 @@ void DvbAdapter::ProducerMain() {
         pacer.AddSent(n);
       } else {
         uint64_t target = std::max<uint64_t>(
-            1, static_cast<uint64_t>(static_cast<unsigned __int128>(rate) *
-                                     kBatchNs / 1000000000ull /
-                                     StreamPacer::kBitsPerPacket));
+            1, MulDivFloor(rate, kBatchNs, 1000000000ull) /
+                   StreamPacer::kBitsPerPacket);
         wake = Earliest(wake, pacer.TimeOfCount(pacer.sent() + target));
       }
     }

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 
+#include "mul_div.h"
+
 namespace dmx {
 namespace sim {
 
@@ -119,9 +121,7 @@ void DvbFrontend::SetRate(uint64_t bits_per_second, uint64_t now_ns) {
 
 void DvbFrontend::Accumulate(uint64_t now_ns) {
   if (Locked() && now_ns > last_ns_) {
-    unsigned __int128 bits =
-        static_cast<unsigned __int128>(now_ns - last_ns_) * rate_bps_;
-    bits_ += static_cast<uint64_t>(bits / 1000000000u);
+    bits_ += MulDivFloor(now_ns - last_ns_, rate_bps_, 1000000000u);
   }
   last_ns_ = now_ns;
 }

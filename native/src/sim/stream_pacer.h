@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "mul_div.h"
+
 namespace dmx {
 namespace sim {
 
@@ -40,17 +42,14 @@ class StreamPacer {
   // Packets due by `now_ns`, counted from the start.
   uint64_t DueAt(uint64_t now_ns) const {
     if (now_ns <= base_ns_ || rate_ == 0) return base_count_;
-    unsigned __int128 bits =
-        static_cast<unsigned __int128>(now_ns - base_ns_) * rate_;
-    return base_count_ +
-           static_cast<uint64_t>(bits / (kBitsPerPacket * 1000000000ull));
+    return base_count_ + MulDivFloor(now_ns - base_ns_, rate_,
+                                     kBitsPerPacket * 1000000000ull);
   }
   // The instant packet number `count` is due.
   uint64_t TimeOfCount(uint64_t count) const {
     if (count <= base_count_ || rate_ == 0) return base_ns_;
-    unsigned __int128 ns = static_cast<unsigned __int128>(count - base_count_) *
-                           kBitsPerPacket * 1000000000ull;
-    return base_ns_ + static_cast<uint64_t>((ns + rate_ - 1) / rate_);
+    return base_ns_ + MulDivCeil(count - base_count_,
+                                 kBitsPerPacket * 1000000000ull, rate_);
   }
 
  private:

@@ -32,6 +32,9 @@ void FaultInjector::Inject(const SimFault& fault, uint16_t default_pid,
     case SimFault::Kind::kTei:
       pending_.push_back({fault.kind, fault.pid, fault.count});
       return;
+    case SimFault::Kind::kAllocFail:
+      // Not a stream fault: DvbAdapter applies it to the buffer allocator.
+      return;
   }
 }
 

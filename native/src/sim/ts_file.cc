@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "mul_div.h"
 #include "ts_packet.h"
 
 namespace dmx {
@@ -23,8 +24,7 @@ constexpr uint64_t kMaxRate = 1000000000;
 constexpr uint64_t kDefaultRate = 8000000;
 
 uint64_t RateOf(uint64_t packets, uint64_t ticks) {
-  unsigned __int128 bits = static_cast<unsigned __int128>(packets) * 1504 * kPcrHz;
-  return static_cast<uint64_t>(bits / ticks);
+  return MulDivFloor(packets, 1504 * kPcrHz, ticks);
 }
 
 }  // namespace

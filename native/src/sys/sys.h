@@ -14,10 +14,21 @@
 #include <poll.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <memory>
 #include <string>
 #include <vector>
+
+// A 32-bit build must use a 64-bit time_t: struct v4l2_buffer embeds a
+// timeval and v4l2_event a timespec, so their size, and with it the
+// VIDIOC_QBUF/DQBUF/QUERYBUF/DQEVENT ioctl numbers, follow time_t. The 32-bit
+// layouts only work on kernels with CONFIG_COMPAT_32BIT_TIME, which Y2038-safe
+// configurations leave out. native/common.gypi adds the flags for node-gyp
+// builds; Yocto adds them to $CC (time64.inc). See native/cross/README.md.
+static_assert(sizeof(time_t) == 8,
+              "32-bit target: build with -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 "
+              "(glibc >= 2.34), see native/cross/README.md");
 
 namespace dmx {
 
