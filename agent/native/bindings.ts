@@ -309,8 +309,11 @@ export interface NativePump {
 }
 
 export interface SimFault {
-  /** alloc-fail: the next `count` buffer allocations of the adapter fail (ENOMEM, or a short grant). */
-  kind: 'cc-gap' | 'tei' | 'crc-discard' | 'stall' | 'burst' | 'alloc-fail';
+  /**
+   * alloc-fail: the next `count` buffer allocations of the adapter fail (ENOMEM, or a short grant).
+   * hang: for `durationMs` every demux and DVR ioctl of the adapter blocks (a pump stuck in the driver).
+   */
+  kind: 'cc-gap' | 'tei' | 'crc-discard' | 'stall' | 'burst' | 'alloc-fail' | 'hang';
   pid?: number;
   count?: number;
   durationMs?: number;

@@ -70,6 +70,7 @@ bool DemuxCore::is_open() const {
 }
 
 void DemuxCore::ReleasePoolLocked() {
+  std::lock_guard<std::mutex> ledger(ledger_mu_);
   for (PoolBuffer& b : buffers_) {
     if (b.map != nullptr) sys_->Munmap(b.map, b.map_length);
     if (b.export_fd >= 0) close(b.export_fd);
@@ -189,6 +190,7 @@ std::optional<SysError> DemuxCore::RequestBuffers(uint32_t* count, uint32_t* siz
   *count = req.count;
   *size = req.size;
   size_ = req.size;
+  std::lock_guard<std::mutex> ledger(ledger_mu_);
   buffers_.resize(req.count);
   uint64_t now = MonotonicNs();
   for (uint32_t i = 0; i < req.count; i++) {
@@ -226,6 +228,7 @@ std::optional<SysError> DemuxCore::MapAll() {
     void* p = sys_->Mmap(q.length, PROT_READ, MAP_SHARED, fd_, q.offset);
     if (p == MAP_FAILED)
       return SysError(errno, "mmap", "", path_).Arg("index", b.index).Arg("length", q.length).Arg("offset", q.offset);
+    std::lock_guard<std::mutex> ledger(ledger_mu_);
     b.map = static_cast<uint8_t*>(p);
     b.map_length = q.length;
     b.offset = q.offset;
@@ -253,6 +256,7 @@ std::optional<SysError> DemuxCore::Export(uint32_t index, uint32_t flags, int* f
     return e;
   }
   if (index < buffers_.size() && buffers_[index].export_fd < 0) {
+    std::lock_guard<std::mutex> ledger(ledger_mu_);
     PoolBuffer& b = buffers_[index];
     b.export_fd = exp.fd;
     off_t end = lseek(exp.fd, 0, SEEK_END);
@@ -302,6 +306,7 @@ std::optional<SysError> DemuxCore::Queue(uint32_t index) {
   // dmxdev.c: the first successful QBUF calls dvb_vb2_stream_on.
   streaming_ = true;
   if (index < buffers_.size()) {
+    std::lock_guard<std::mutex> ledger(ledger_mu_);
     buffers_[index].owner = Owner::kKernel;
     buffers_[index].since_ns = MonotonicNs();
   }
@@ -323,6 +328,7 @@ std::optional<SysError> DemuxCore::Dequeue(std::optional<Dequeued>* out) {
     return e;
   }
   if (b.index < buffers_.size()) {
+    std::lock_guard<std::mutex> ledger(ledger_mu_);
     PoolBuffer& pb = buffers_[b.index];
     pb.owner = Owner::kAgent;
     pb.bytesused = b.bytesused;
@@ -352,25 +358,26 @@ std::optional<SysError> DemuxCore::Peek(uint32_t index, uint32_t start, uint32_t
 
 void DemuxCore::SetOwner(uint32_t index, Owner owner) {
   std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> ledger(ledger_mu_);
   if (index >= buffers_.size()) return;
   buffers_[index].owner = owner;
   buffers_[index].since_ns = MonotonicNs();
 }
 
 std::vector<PoolBuffer> DemuxCore::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> ledger(ledger_mu_);
   return buffers_;
 }
 
 bool DemuxCore::GetBuffer(uint32_t index, PoolBuffer* out) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> ledger(ledger_mu_);
   if (index >= buffers_.size()) return false;
   *out = buffers_[index];
   return true;
 }
 
 uint32_t DemuxCore::count() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> ledger(ledger_mu_);
   return static_cast<uint32_t>(buffers_.size());
 }
 

@@ -137,6 +137,11 @@ class DemuxCore {
   // rejected larger size makes every later QBUF fail with EINVAL ("data
   // will not fit into plane", kernel-facts.md).
   uint32_t kernel_buf_size_ = 0;
+  // The ledger. Writers hold mutex_ and then ledger_mu_; readers hold either.
+  // Snapshot() takes ledger_mu_ alone, so the agent can still read who holds
+  // which buffer while the pump thread waits inside an ioctl under mutex_
+  // (a driver blocked behind the adapter-wide dmxdev mutex).
+  mutable std::mutex ledger_mu_;
   std::vector<PoolBuffer> buffers_;
   std::vector<int> extra_export_fds_;  // further EXPBUFs of an already exported buffer
 };

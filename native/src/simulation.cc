@@ -302,10 +302,12 @@ SimFault ParseFault(Napi::Env env, const Napi::Value& value) {
     f.kind = SimFault::Kind::kBurst;
   else if (kind == "alloc-fail")
     f.kind = SimFault::Kind::kAllocFail;
+  else if (kind == "hang")
+    f.kind = SimFault::Kind::kHang;
   else
     ThrowRange(env,
                "fault.kind must be 'cc-gap', 'tei', 'crc-discard', 'stall', "
-               "'burst' or 'alloc-fail'");
+               "'burst', 'alloc-fail' or 'hang'");
   if (!IsMissing(o.Get("pid")))
     f.pid = static_cast<int>(IntegerAt(env, o.Get("pid"), "fault.pid", 0,
                                        0x1FFF, "a PID from 0 to 0x1fff"));

@@ -9,35 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { simConfigJson, streamJson } from '../support/agent-env.js';
 import { waitFor } from '../support/media-env.js';
+import { startNotifySocket } from '../support/notify-socket.js';
 
 const cli = fileURLToPath(new URL('../../dist/agent/cli.js', import.meta.url));
-
-/** A python3 child bound to a datagram socket, printing every datagram it gets, one per line. */
-function notifySocket(path: string): { messages: string[]; ready: Promise<void>; close(): void } {
-  const script = `
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print('bound', flush=True)
-while True:
-    print(s.recv(4096).decode().replace('\\n', '|'), flush=True)
-`;
-  const child = spawn('python3', ['-c', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const messages: string[] = [];
-  let buffered = '';
-  const ready = new Promise<void>((resolve) => {
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const line of lines) {
-        if (line === 'bound') resolve();
-        else messages.push(line);
-      }
-    });
-  });
-  return { messages, ready, close: () => child.kill('SIGKILL') };
-}
 
 interface Running {
   child: ChildProcess;
@@ -85,9 +59,8 @@ describe('dmx-agent run', () => {
     const config = (count: number, level: string) =>
       simConfigJson([streamJson({ pool: { count } })], { log: { level, pretty: 'never' } });
     writeFileSync(configFile, JSON.stringify(config(6, 'info')));
-    const notify = notifySocket(join(dir, 'notify.sock'));
+    const notify = await startNotifySocket(join(dir, 'notify.sock'));
     cleanups.push(() => notify.close());
-    await notify.ready;
 
     const agent = runAgent(configFile, { NOTIFY_SOCKET: join(dir, 'notify.sock'), WATCHDOG_USEC: '2000000' });
     cleanups.push(() => agent.child.kill('SIGKILL'));

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +5,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../agent/log/logger.js';
 import { type Liveness, SystemdNotifier } from '../../agent/systemd/notifier.js';
+import { startNotifySocket } from '../support/notify-socket.js';
 
 class Capture extends Writable {
   text = '';
@@ -195,52 +195,6 @@ describe('SystemdNotifier watchdog', () => {
   });
 });
 
-/**
- * A python3 child bound to an AF_UNIX datagram socket (as in test/native/sd-notify.test.ts)
- * that prints every datagram it receives as one JSON string per line.
- */
-async function startReceiver(path: string): Promise<{ next: () => Promise<string>; close: () => void }> {
-  const script = `
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print('"ready"', flush=True)
-while True:
-    print(json.dumps(s.recv(4096).decode()), flush=True)
-`;
-  const child: ChildProcess = spawn('python3', ['-c', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const received: string[] = [];
-  const waiting: Array<(message: string) => void> = [];
-  let pending = '';
-  let onReady: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    onReady = resolve;
-  });
-  child.stdout?.on('data', (chunk: Buffer) => {
-    pending += chunk.toString();
-    for (let end = pending.indexOf('\n'); end >= 0; end = pending.indexOf('\n')) {
-      const message = JSON.parse(pending.slice(0, end)) as string;
-      pending = pending.slice(end + 1);
-      if (message === 'ready') onReady();
-      else {
-        const waiter = waiting.shift();
-        if (waiter) waiter(message);
-        else received.push(message);
-      }
-    }
-  });
-  await ready;
-  return {
-    next: () => {
-      const message = received.shift();
-      return message !== undefined ? Promise.resolve(message) : new Promise((resolve) => waiting.push(resolve));
-    },
-    close: () => {
-      child.kill();
-    },
-  };
-}
-
 describe('SystemdNotifier on a real notify socket', () => {
   let dir: string;
   beforeEach(() => {
@@ -253,7 +207,7 @@ describe('SystemdNotifier on a real notify socket', () => {
 
   it('sends READY=1 and STATUS=, pings while alive, stops pinging when not, and sends STOPPING=1', async () => {
     const path = join(dir, 'notify.sock');
-    const receiver = await startReceiver(path);
+    const receiver = await startNotifySocket(path);
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     let liveness: Liveness = { alive: true };
     // The default notify: the native sdNotify to env.NOTIFY_SOCKET.

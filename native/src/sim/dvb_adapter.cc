@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "mul_div.h"
 #include "stream_pacer.h"
@@ -68,6 +69,7 @@ class DemuxFile : public SimFile {
 
   int Ioctl(unsigned long cmd, void* arg) override {
     std::unique_lock<std::mutex> lock(a_->mu);
+    a_->WaitOutHangLocked(lock);
     // dmxdev itself only checks dmxdev->exit on open and poll; the sim
     // makes a removed adapter fail every call (see kernel notes).
     if (a_->dead) return -ENODEV;
@@ -114,6 +116,7 @@ class DvrFile : public SimFile {
 
   int Ioctl(unsigned long cmd, void* arg) override {
     std::unique_lock<std::mutex> lock(a_->mu);
+    a_->WaitOutHangLocked(lock);
     if (a_->dead) return -ENODEV;
     int r = a_->dmxdev_.DvrIoctl(lock, this, cmd, arg);
     a_->ChangedLocked();
@@ -221,6 +224,12 @@ void DvbAdapter::InjectFault(const SimFault& fault) {
     dmxdev_.FailAllocations(fault.count);
     return;
   }
+  if (fault.kind == SimFault::Kind::kHang) {
+    std::lock_guard<std::mutex> lock(mu);
+    hang_until_ns_ = std::max(hang_until_ns_,
+                              MonotonicNs() + uint64_t{fault.duration_ms} * 1000000);
+    return;
+  }
   uint16_t pid;
   {
     std::lock_guard<std::mutex> lock(source_mu_);
@@ -229,6 +238,16 @@ void DvbAdapter::InjectFault(const SimFault& fault) {
   faults_.Inject(fault, pid, MonotonicNs());
   std::lock_guard<std::mutex> lock(mu);
   ChangedLocked();  // the producer re-plans around stall/burst windows
+}
+
+void DvbAdapter::WaitOutHangLocked(std::unique_lock<std::mutex>& lock) {
+  // Short sleeps rather than a wakeup: nothing but the clock ends a hang, and
+  // the producer keeps filling buffers meanwhile (it needs mu too).
+  while (!dead && !stop_ && MonotonicNs() < hang_until_ns_) {
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    lock.lock();
+  }
 }
 
 void DvbAdapter::SetBitrate(uint64_t bits_per_second) {

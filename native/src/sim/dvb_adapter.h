@@ -58,6 +58,9 @@ class DvbAdapter : public SimInstance,
   void ProducerMain();
   // Waits on cv until `deadline_ns` (0: until notified).
   void WaitUntil(std::unique_lock<std::mutex>& lock, uint64_t deadline_ns);
+  // Blocks a demux or DVR call while a hang fault lasts (mu held on entry and
+  // return, released while waiting); ends early when the adapter goes away.
+  void WaitOutHangLocked(std::unique_lock<std::mutex>& lock);
 
   const SimAdapterConfig config_;
   std::mutex source_mu_;  // source_, taken without mu
@@ -67,6 +70,7 @@ class DvbAdapter : public SimInstance,
   Dmxdev dmxdev_;
   std::thread producer_;
   bool stop_ = false;  // guarded by mu
+  uint64_t hang_until_ns_ = 0;  // guarded by mu: a hang fault's end
   uint64_t packets_produced_ = 0;
   uint64_t rate_bps_ = 0;  // the rate the producer paces at now
 };

@@ -99,11 +99,14 @@ struct SimFault {
   // kAllocFail: the next `count` vb2 buffer allocations of the adapter fail;
   // vb2 stops at the first that fails, so a REQBUFS whose first allocation
   // fails gets ENOMEM, a later one a short grant (__vb2_queue_alloc).
-  enum class Kind { kCcGap, kTei, kCrcDiscard, kStall, kBurst, kAllocFail };
+  // kHang: for `duration_ms` every demux and DVR ioctl of the adapter blocks,
+  // as they do in the kernel while a blocking DMX_DQBUF sleeps holding the
+  // adapter-wide dmxdev mutex: a pump stuck inside the driver.
+  enum class Kind { kCcGap, kTei, kCrcDiscard, kStall, kBurst, kAllocFail, kHang };
   Kind kind = Kind::kCcGap;
   int pid = -1;            // -1: the fault's default PID
   uint32_t count = 1;      // cc-gap, tei, crc-discard
-  uint32_t duration_ms = 1000;  // stall, burst
+  uint32_t duration_ms = 1000;  // stall, burst, hang
   double factor = 2.0;     // burst
 };
 

@@ -33,7 +33,8 @@ void FaultInjector::Inject(const SimFault& fault, uint16_t default_pid,
       pending_.push_back({fault.kind, fault.pid, fault.count});
       return;
     case SimFault::Kind::kAllocFail:
-      // Not a stream fault: DvbAdapter applies it to the buffer allocator.
+    case SimFault::Kind::kHang:
+      // Not stream faults: DvbAdapter applies them to the allocator and to its ioctls.
       return;
   }
 }
