@@ -6,7 +6,6 @@
  * legitimate message through the same path has arrived, so it cannot pass vacuously.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +23,7 @@ import { type CommandPacket, MqttLink, type MqttLinkOptions } from '../../agent/
 import { Topics } from '../../agent/mqtt/topics.js';
 import { type ClientCertificate, createTestPki, type KeyPair, type TestPki } from '../support/certs.js';
 import { type Broker, type DeployConfig, rewriteDeployConfig, startMosquitto } from '../support/mosquitto.js';
+import { TcpGate } from '../support/tcp-gate.js';
 
 const DEPLOY_CONF = fileURLToPath(new URL('../../deploy/mosquitto/dmx-fleet.conf', import.meta.url));
 const DEPLOY_ACL = fileURLToPath(new URL('../../deploy/mosquitto/dmx-fleet.acl', import.meta.url));
@@ -222,58 +222,6 @@ async function retainedAsDashboard(fleet: Fleet, topic: string): Promise<unknown
   const message = await dashboard.waitFor((m) => m.topic === topic && m.retain, `the retained ${topic}`);
   await dashboard.mqtt.endAsync();
   return JSON.parse(message.text) as unknown;
-}
-
-/** A TCP relay in front of the broker's TLS port (the TLS session passes through it), so a test can cut a link off. */
-class Relay {
-  refuse = false;
-  private readonly sockets = new Set<Socket>();
-
-  private constructor(
-    private readonly server: Server,
-    readonly port: number,
-  ) {}
-
-  static async start(targetPort: number): Promise<Relay> {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('relay has no port');
-    const relay = new Relay(server, address.port);
-    server.on('connection', (client) => relay.pipe(client, targetPort));
-    cleanups.push(() => relay.close());
-    return relay;
-  }
-
-  /** Resets every connection at once, as a box losing power would look to the broker. */
-  cut(): void {
-    for (const socket of this.sockets) socket.resetAndDestroy();
-    this.sockets.clear();
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private pipe(client: Socket, targetPort: number): void {
-    if (this.refuse) {
-      client.destroy();
-      return;
-    }
-    const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
-    for (const socket of [client, upstream]) {
-      this.sockets.add(socket);
-      socket.on('error', () => undefined);
-      socket.on('close', () => {
-        this.sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  }
 }
 
 describe('the deploy configuration under test', () => {
@@ -522,7 +470,8 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
     const fleet = await startFleet();
     const backend = await Client.connect(fleet, BACKEND);
     await backend.mqtt.subscribeAsync(`stb/${BOX_A}/status`, { qos: 1 });
-    const relay = await Relay.start(fleet.broker.port);
+    const relay = await TcpGate.start(fleet.broker.port);
+    cleanups.push(() => relay.close());
     // Through the relay, as far as TLS is concerned still 127.0.0.1 (the server certificate's address).
     const a = await device(fleet, BOX_A, { url: `mqtts://127.0.0.1:${relay.port}` });
     await backend.waitFor((m) => JSON.parse(m.text).state === 'online', 'online');
