@@ -12,12 +12,12 @@ import type { Logger } from 'pino';
 import { redactConfig } from '../config/load.js';
 import type { AgentConfig, LogLevel } from '../config/types.js';
 import type { Controller } from '../controller.js';
-import type { StreamHealth } from '../health/types.js';
 import { CommandRouter } from './command-router.js';
 import { COMMAND_ARGS_SCHEMAS, COMMAND_NAMES } from './command-schemas.js';
 import { commandHandlers } from './handlers.js';
 import { MqttLink } from './link.js';
 import { toTelemetry } from './payloads.js';
+import { routeCommands, routerPublishing, StreamHealthReporter } from './reporting.js';
 import { Topics } from './topics.js';
 
 export interface MqttBridgeOptions {
@@ -42,9 +42,7 @@ export class MqttBridge {
   private readonly bootTime = new Date().toISOString();
   private telemetryMs: number;
   private telemetryTimer: NodeJS.Timeout | null = null;
-  private readonly levels = new Map<string, string>();
-  private readonly watermarks = new Map<string, string>();
-  private readonly stuck = new Map<string, string>();
+  private readonly healthReporter: StreamHealthReporter;
   private stopped = false;
 
   constructor(private readonly options: MqttBridgeOptions) {
@@ -106,20 +104,9 @@ export class MqttBridge {
             },
           }
         : {}),
-      respond: (target, answer) => this.link.publishResponse(target.topic, answer, target.correlationData),
-      onRejected: (rejection) => {
-        logger.warn({ module: 'mqtt', rejection }, `command ${rejection.name} rejected: ${rejection.code}`);
-        this.link.publishEvent('command-rejected', {
-          name: rejection.name,
-          id: rejection.id,
-          code: rejection.code,
-          message: rejection.message,
-          atMs: Date.now(),
-        });
-      },
-      defaultResponseTopic: (name) => this.topics.response(name),
-      onInternalError: (err, what) => logger.error({ module: 'mqtt', err }, `command router: ${what}`),
+      ...routerPublishing(this.link, this.topics, logger),
     });
+    this.healthReporter = new StreamHealthReporter(this.link, () => this.publishTelemetry());
   }
 
   get connected(): boolean {
@@ -129,15 +116,10 @@ export class MqttBridge {
   /** Registers for commands before connecting (the broker may hold some for this box), then connects in the background. */
   start(): void {
     const { controller } = this.options;
-    this.link.onCommand((name, payload, packet) =>
-      this.router.handle(name, payload, {
-        ...(packet.properties?.responseTopic ? { responseTopic: packet.properties.responseTopic } : {}),
-        ...(packet.properties?.correlationData ? { correlationData: packet.properties.correlationData } : {}),
-      }),
-    );
+    routeCommands(this.link, this.router);
     controller.bus.on('errnoEvent', this, (event) => this.link.publishEvent('errno', event));
     controller.bus.on('streamState', this, (change) => this.link.publishEvent('stream-state', change));
-    controller.bus.on('streamHealth', this, (health) => this.onStreamHealth(health));
+    controller.bus.on('streamHealth', this, (health) => this.healthReporter.report(health));
     try {
       this.link.publishRetained(this.topics.capabilities, this.options.probe() as Record<string, unknown>);
     } catch (err) {
@@ -175,33 +157,5 @@ export class MqttBridge {
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.telemetryTimer = setInterval(() => this.publishTelemetry(), this.telemetryMs);
     this.telemetryTimer.unref();
-  }
-
-  private onStreamHealth(health: StreamHealth): void {
-    const { stream } = health;
-    const previousWatermark = this.watermarks.get(stream) ?? null;
-    if (previousWatermark !== health.watermark) {
-      this.watermarks.set(stream, health.watermark);
-      this.link.publishEvent('watermark', {
-        stream,
-        from: previousWatermark,
-        to: health.watermark,
-        level: health.level,
-        reasons: health.reasons,
-        atMs: health.atMs,
-      });
-    }
-    const stuckKey = health.anomalies.map((a) => `${a.index}:${a.owner}`).join(',');
-    if (stuckKey !== (this.stuck.get(stream) ?? '')) {
-      this.stuck.set(stream, stuckKey);
-      if (health.anomalies.length) {
-        this.link.publishEvent('ledger', { stream, anomalies: health.anomalies, atMs: health.atMs });
-      }
-    }
-    // A change of level is news now, not at the next interval.
-    if (this.levels.get(stream) !== health.level) {
-      this.levels.set(stream, health.level);
-      this.publishTelemetry();
-    }
   }
 }
