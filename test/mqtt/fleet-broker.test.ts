@@ -9,26 +9,24 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  connect,
-  ErrorWithReasonCode,
-  type IClientOptions,
-  type IConnackPacket,
-  type IPublishPacket,
-  type MqttClient,
-} from 'mqtt';
+import { connect, ErrorWithReasonCode, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type CommandPacket, MqttLink, type MqttLinkOptions } from '../../agent/mqtt/link.js';
+import { MqttLink, type MqttLinkOptions } from '../../agent/mqtt/link.js';
 import { Topics } from '../../agent/mqtt/topics.js';
 import { type ClientCertificate, createTestPki, type KeyPair, type TestPki } from '../support/certs.js';
 import { type Broker, type DeployConfig, rewriteDeployConfig, startMosquitto } from '../support/mosquitto.js';
+import {
+  collectCommands,
+  MessageRecorder,
+  MQTT_LIVENESS_MS,
+  type ReceivedCommand,
+  waitUntil,
+} from '../support/mqtt-recorder.js';
 import { TcpGate } from '../support/tcp-gate.js';
 
 const DEPLOY_CONF = fileURLToPath(new URL('../../deploy/mosquitto/dmx-fleet.conf', import.meta.url));
 const DEPLOY_ACL = fileURLToPath(new URL('../../deploy/mosquitto/dmx-fleet.acl', import.meta.url));
-/** Liveness bound for anything the broker or a client should do soon; never a pass/fail timing. */
-const LIVENESS_MS = 15_000;
 /** MQTT 5 reason code 0x87. */
 const NOT_AUTHORIZED = 135;
 
@@ -41,14 +39,6 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
-
-async function waitUntil(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + LIVENESS_MS;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 interface Fleet {
   broker: Broker;
@@ -110,7 +100,7 @@ async function device(
   const gaveUp = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new Error(`${deviceId} did not connect; broker log:\n${broker.log().slice(-4000)}`)),
-      LIVENESS_MS,
+      MQTT_LIVENESS_MS,
     );
   });
   try {
@@ -122,37 +112,8 @@ async function device(
   return { link, topics: options.topics, commands };
 }
 
-interface ReceivedCommand {
-  name: string;
-  body: unknown;
-  packet: CommandPacket;
-}
-
-function collectCommands(link: MqttLink): ReceivedCommand[] {
-  const commands: ReceivedCommand[] = [];
-  link.onCommand((name, payload, packet) => {
-    commands.push({ name, body: JSON.parse(payload.toString()) as unknown, packet });
-  });
-  return commands;
-}
-
-interface Received {
-  topic: string;
-  text: string;
-  retain: boolean;
-  packet: IPublishPacket;
-}
-
-/** A plain MQTT.js client over mTLS collecting what it receives. */
-class Client {
-  readonly messages: Received[] = [];
-
-  constructor(readonly mqtt: MqttClient) {
-    mqtt.on('message', (topic, payload, packet) => {
-      this.messages.push({ topic, text: payload.toString(), retain: packet.retain, packet });
-    });
-  }
-
+/** A plain MQTT.js client over mTLS recording what it receives. */
+class Client extends MessageRecorder {
   /**
    * Connected with this certificate (its CN is who the broker thinks we are). Under
    * use_username_as_clientid a second connection with the same CN replaces the first, so a
@@ -167,23 +128,10 @@ class Client {
     return new Client(attempt.client);
   }
 
-  on(topic: string): Received[] {
-    return this.messages.filter((message) => message.topic === topic);
-  }
-
-  async waitFor(predicate: (message: Received) => boolean, what: string): Promise<Received> {
-    let found: Received | undefined;
-    await waitUntil(() => {
-      found = this.messages.find(predicate);
-      return found !== undefined;
-    }, what);
-    return found!;
-  }
-
   /** The reason code of the PUBACK when the broker refused the QoS 1 publish, else null. */
   async publishRefusal(topic: string, payload: string, retain = false): Promise<number | null> {
     try {
-      await this.mqtt.publishAsync(topic, payload, { qos: 1, retain });
+      await this.client.publishAsync(topic, payload, { qos: 1, retain });
       return null;
     } catch (err) {
       if (err instanceof ErrorWithReasonCode) return err.code;
@@ -201,7 +149,7 @@ interface Attempt {
 
 /** One connection attempt, no retries: connected, or refused with the error seen before the close. */
 function attemptConnection(url: string, options: IClientOptions): Promise<Attempt> {
-  const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: LIVENESS_MS, ...options });
+  const client = connect(url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: MQTT_LIVENESS_MS, ...options });
   cleanups.push(() => {
     client.end(true);
   });
@@ -218,9 +166,9 @@ function attemptConnection(url: string, options: IClientOptions): Promise<Attemp
 /** The retained message on `topic` as a new subscriber sees it (the dashboard's identity). */
 async function retainedAsDashboard(fleet: Fleet, topic: string): Promise<unknown> {
   const dashboard = await Client.connect(fleet, DASHBOARD);
-  await dashboard.mqtt.subscribeAsync(topic, { qos: 1 });
+  await dashboard.client.subscribeAsync(topic, { qos: 1 });
   const message = await dashboard.waitFor((m) => m.topic === topic && m.retain, `the retained ${topic}`);
-  await dashboard.mqtt.endAsync();
+  await dashboard.client.endAsync();
   return JSON.parse(message.text) as unknown;
 }
 
@@ -272,7 +220,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
   it('a device on its certificate is online, its telemetry and events reach the back office, and it answers a command', async () => {
     const fleet = await startFleet();
     const backend = await Client.connect(fleet, BACKEND);
-    await backend.mqtt.subscribeAsync('stb/#', { qos: 1 });
+    await backend.client.subscribeAsync('stb/#', { qos: 1 });
     const { link, topics, commands } = await device(fleet, BOX_A);
 
     // The online status is retained: a dashboard connecting later sees it.
@@ -291,7 +239,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
 
     // A command with an MQTT 5 response topic inside the box's own response/ subtree.
     const responseTopic = `${topics.base}/response/req-1`;
-    await backend.mqtt.publishAsync(topics.command('status'), JSON.stringify({ id: 'req-1' }), {
+    await backend.client.publishAsync(topics.command('status'), JSON.stringify({ id: 'req-1' }), {
       qos: 1,
       properties: { responseTopic, correlationData: Buffer.from('corr-1') },
     });
@@ -311,17 +259,17 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
   it('a device can answer only below its own stb/<id>/response/: another response topic is refused', async () => {
     const fleet = await startFleet();
     const backend = await Client.connect(fleet, BACKEND);
-    await backend.mqtt.subscribeAsync('stb/#', { qos: 1 });
+    await backend.client.subscribeAsync('stb/#', { qos: 1 });
     const b = await device(fleet, BOX_B);
     const { link, topics, commands } = await device(fleet, BOX_A);
 
     // A client picking a response topic outside the box's subtree: here, another box's command topic.
     const elsewhere = b.topics.command('status');
-    await backend.mqtt.publishAsync(topics.command('status'), JSON.stringify({ id: 'r-out' }), {
+    await backend.client.publishAsync(topics.command('status'), JSON.stringify({ id: 'r-out' }), {
       qos: 1,
       properties: { responseTopic: elsewhere },
     });
-    await backend.mqtt.publishAsync(topics.command('status'), JSON.stringify({ id: 'r-in' }), { qos: 1 });
+    await backend.client.publishAsync(topics.command('status'), JSON.stringify({ id: 'r-in' }), { qos: 1 });
     await waitUntil(() => commands.length === 2, 'both commands');
     for (const request of commands) {
       const id = (request.body as { id: string }).id;
@@ -345,14 +293,14 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
   it("device B cannot read device A's topics: the broker grants the subscription but delivers nothing of A's", async () => {
     const fleet = await startFleet();
     const backend = await Client.connect(fleet, BACKEND);
-    await backend.mqtt.subscribeAsync('stb/#', { qos: 1 });
+    await backend.client.subscribeAsync('stb/#', { qos: 1 });
     const a = await device(fleet, BOX_A);
     a.link.publishRetained(a.topics.capabilities, { adapters: 1 });
     await backend.waitFor((m) => m.topic === a.topics.capabilities, "A's capabilities");
 
     const spy = await Client.connect(fleet, BOX_B);
     const filters = [`stb/${BOX_A}/#`, 'stb/#', '#', `stb/${BOX_A}/status`];
-    const granted = await spy.mqtt.subscribeAsync(filters, { qos: 1 });
+    const granted = await spy.client.subscribeAsync(filters, { qos: 1 });
     // What mosquitto 2.0.11 really does: the SUBACK grants QoS 1 for every filter (no 0x87 Not
     // authorized); the ACL is applied to each message at delivery, retained ones included.
     expect(granted.map((grant) => [grant.topic, grant.qos])).toEqual(filters.map((filter) => [filter, 1]));
@@ -360,11 +308,11 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
     a.link.publishTelemetry({ secret: 'telemetry' });
     a.link.publishEvent('errno', { secret: 'event' });
     await backend.waitFor((m) => m.topic === a.topics.event('errno'), "A's event at the back office");
-    await backend.mqtt.publishAsync(a.topics.command('status'), JSON.stringify({ id: 'for-a' }), { qos: 1 });
+    await backend.client.publishAsync(a.topics.command('status'), JSON.stringify({ id: 'for-a' }), { qos: 1 });
     await waitUntil(() => a.commands.length === 1, "A's command");
     // Positive control through the same subscriptions: B may read its own commands. The broker routed
     // everything of A's above before this message, so anything of A's B could see would be here by now.
-    await backend.mqtt.publishAsync(`stb/${BOX_B}/cmd/marker`, JSON.stringify({ id: 'for-b' }), { qos: 1 });
+    await backend.client.publishAsync(`stb/${BOX_B}/cmd/marker`, JSON.stringify({ id: 'for-b' }), { qos: 1 });
     await spy.waitFor((m) => m.topic === `stb/${BOX_B}/cmd/marker`, "B's own command");
     expect(spy.messages.filter((m) => m.topic.startsWith(`stb/${BOX_A}/`))).toEqual([]);
     expect(spy.messages.every((m) => m.topic === `stb/${BOX_B}/cmd/marker`)).toBe(true);
@@ -391,7 +339,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
   it("device B cannot pass for device A: claimed client id and user name are ignored, A's topics stay A's", async () => {
     const fleet = await startFleet();
     const backend = await Client.connect(fleet, BACKEND);
-    await backend.mqtt.subscribeAsync('stb/#', { qos: 1, rap: true });
+    await backend.client.subscribeAsync('stb/#', { qos: 1, rap: true });
     const a = await device(fleet, BOX_A);
     await backend.waitFor((m) => m.topic === a.topics.status, "A's online status");
 
@@ -431,7 +379,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
     await backend.waitFor((m) => m.topic === `stb/${BOX_B}/status`, "B's own Will");
 
     // A was never disconnected (nobody took its client id), still gets commands, and its status is its own.
-    await backend.mqtt.publishAsync(a.topics.command('status'), JSON.stringify({ id: 'still-a' }), { qos: 1 });
+    await backend.client.publishAsync(a.topics.command('status'), JSON.stringify({ id: 'still-a' }), { qos: 1 });
     await waitUntil(() => a.commands.length === 1, "A's command");
     expect(a.link.stats()).toMatchObject({ connects: 1, disconnects: 0 });
     expect(backend.on(a.topics.status).map((m) => JSON.parse(m.text) as unknown)).toEqual([
@@ -445,7 +393,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
     const fleet = await startFleet();
     const a = await device(fleet, BOX_A);
     const dashboard = await Client.connect(fleet, DASHBOARD);
-    await dashboard.mqtt.subscribeAsync('stb/#', { qos: 1 });
+    await dashboard.client.subscribeAsync('stb/#', { qos: 1 });
     await dashboard.waitFor((m) => m.topic === a.topics.status && m.retain, "A's retained status");
 
     expect(await dashboard.publishRefusal(a.topics.status, '{"state":"offline"}', true)).toBe(NOT_AUTHORIZED);
@@ -461,7 +409,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
     expect(dashboard.on(a.topics.response('status'))).toEqual([]);
     expect(dashboard.on(a.topics.status).map((m) => JSON.parse(m.text).state)).toEqual(['online']);
     const backend = await Client.connect(fleet, BACKEND);
-    await backend.mqtt.subscribeAsync(a.topics.status, { qos: 1 });
+    await backend.client.subscribeAsync(a.topics.status, { qos: 1 });
     const status = await backend.waitFor((m) => m.retain, "A's retained status, as the back office sees it");
     expect(JSON.parse(status.text)).toMatchObject({ state: 'online', device: BOX_A });
   });
@@ -469,7 +417,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
   it("the agent's Last Will passes the ACL: a box that vanishes is seen offline", async () => {
     const fleet = await startFleet();
     const backend = await Client.connect(fleet, BACKEND);
-    await backend.mqtt.subscribeAsync(`stb/${BOX_A}/status`, { qos: 1 });
+    await backend.client.subscribeAsync(`stb/${BOX_A}/status`, { qos: 1 });
     const relay = await TcpGate.start(fleet.broker.port);
     cleanups.push(() => relay.close());
     // Through the relay, as far as TLS is concerned still 127.0.0.1 (the server certificate's address).
@@ -493,7 +441,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
     expect(
       await backend.publishRefusal(first.topics.command('stream.restart'), JSON.stringify({ id: 'while-away' })),
     ).toBeNull();
-    await backend.mqtt.endAsync();
+    await backend.client.endAsync();
 
     await fleet.broker.restart();
     const again = await device(fleet, BOX_A);
@@ -504,7 +452,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
   it('picks up a rotated certificate at the next reconnect, with no restart', async () => {
     const fleet = await startFleet();
     const backend = await Client.connect(fleet, BACKEND);
-    await backend.mqtt.subscribeAsync(`stb/${BOX_A}/status`, { qos: 1 });
+    await backend.client.subscribeAsync(`stb/${BOX_A}/status`, { qos: 1 });
     // The box's certificate files hold one the broker refuses (another CA): the link keeps retrying.
     const dir = mkdtempSync(join(tmpdir(), 'dmx-rotation-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -556,7 +504,7 @@ describe('fleet broker (deploy/mosquitto) with mTLS and the ACL', () => {
 
     // Positive control on the same port: the same CN from the fleet CA connects and is the back office.
     const backend = await Client.connect(fleet, BACKEND);
-    await backend.mqtt.subscribeAsync('stb/#', { qos: 1 });
+    await backend.client.subscribeAsync('stb/#', { qos: 1 });
     expect(await backend.publishRefusal(`stb/${BOX_A}/cmd/status`, JSON.stringify({ id: 'ok' }))).toBeNull();
     await backend.waitFor((m) => m.topic === `stb/${BOX_A}/cmd/status`, 'its own command, read back');
   });

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
+import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { connectAsync, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { connectAsync, type IClientOptions } from 'mqtt';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
-  type CommandPacket,
   MqttLink,
   type MqttLinkOptions,
   OfflineQueue,
@@ -14,27 +14,15 @@ import {
 } from '../../agent/mqtt/link.js';
 import { MAX_TOPIC_LEVEL_LENGTH, Topics, validateDeviceId, validateTopicPrefix } from '../../agent/mqtt/topics.js';
 import { type Broker, startMosquitto } from '../support/mosquitto.js';
+import { collectCommands, MessageRecorder, waitUntil } from '../support/mqtt-recorder.js';
 import { TcpGate } from '../support/tcp-gate.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/link-child.mjs', import.meta.url));
-/** Liveness bound for anything the broker or the link should do soon; never a pass/fail timing. */
-const LIVENESS_MS = 15_000;
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
-
-// Polling keeps working while a test fakes setTimeout for the link.
-const realSetTimeout = globalThis.setTimeout;
-
-async function waitUntil(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + LIVENESS_MS;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((resolve) => realSetTimeout(resolve, 10));
-  }
-}
 
 async function broker(options?: Parameters<typeof startMosquitto>[0]): Promise<Broker> {
   const started = await startMosquitto(options);
@@ -79,46 +67,14 @@ function startLink(options: MqttLinkOptions): MqttLink {
   return link;
 }
 
-interface Received {
-  topic: string;
-  text: string;
-  retain: boolean;
-  packet: IPublishPacket;
-}
-
-/** A plain MQTT.js client collecting what it receives. */
-class Observer {
-  readonly messages: Received[] = [];
-
-  constructor(readonly client: MqttClient) {
-    client.on('message', (topic, payload, packet) => {
-      this.messages.push({ topic, text: payload.toString(), retain: packet.retain, packet });
-    });
-  }
-
+/** A plain MQTT.js client subscribed to `filters`, recording what it receives; closed after the test. */
+class Observer extends MessageRecorder {
   static async connect(url: string, filters: string[], options: IClientOptions = {}): Promise<Observer> {
     const client = await connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, ...options });
     const observer = new Observer(client);
     cleanups.push(() => observer.close());
     if (filters.length > 0) await client.subscribeAsync(filters, { qos: 1 });
     return observer;
-  }
-
-  on(topic: string): Received[] {
-    return this.messages.filter((message) => message.topic === topic);
-  }
-
-  json(topic: string): unknown[] {
-    return this.on(topic).map((message) => JSON.parse(message.text) as unknown);
-  }
-
-  async waitFor(predicate: (message: Received) => boolean, what: string): Promise<Received> {
-    let found: Received | undefined;
-    await waitUntil(() => {
-      found = this.messages.find(predicate);
-      return found !== undefined;
-    }, what);
-    return found!;
   }
 
   async close(): Promise<void> {
@@ -148,20 +104,6 @@ async function sendCommand(url: string, topic: string, body: object, options: IC
     properties: options.protocolVersion === 4 ? undefined : { correlationData: Buffer.from('corr-1') },
   });
   await client.endAsync();
-}
-
-interface ReceivedCommand {
-  name: string;
-  body: unknown;
-  packet: CommandPacket;
-}
-
-function collectCommands(link: MqttLink): ReceivedCommand[] {
-  const commands: ReceivedCommand[] = [];
-  link.onCommand((name, payload, packet) => {
-    commands.push({ name, body: JSON.parse(payload.toString()) as unknown, packet });
-  });
-  return commands;
 }
 
 describe('Topics', () => {
@@ -367,6 +309,17 @@ describe('MqttLink against mosquitto', () => {
       expect(await retained(url, topics.status)).toEqual({ state: 'offline' });
     },
   );
+
+  it("turns Nagle's algorithm off on its connection, so an answer never waits for a delayed ACK", async () => {
+    const mosquitto = await broker();
+    const noDelay = vi.spyOn(Socket.prototype, 'setNoDelay');
+    cleanups.push(() => noDelay.mockRestore());
+    const link = startLink(linkOptions(mosquitto.url));
+    await waitUntil(() => link.connected, 'the connection');
+    // The link's own socket: the one MQTT.js connected to the broker's port.
+    const calls = noDelay.mock.contexts.map((socket, i) => ({ socket: socket as Socket, args: noDelay.mock.calls[i] }));
+    expect(calls.filter((c) => c.socket.remotePort === mosquitto.port && c.args?.[0] === true)).toHaveLength(1);
+  });
 
   it('publishes the retained offline status itself on a clean stop, and stop() is safe twice', async () => {
     const { url } = await broker();
