@@ -15,7 +15,7 @@ import { AgentHealthSampler } from './health/agent-health.js';
 import type { AgentHealth } from './health/types.js';
 import { childLogger, setLogLevel } from './log/logger.js';
 import { MqttBridge } from './mqtt/bridge.js';
-import { type EmbeddedBroker, startEmbeddedBroker } from './mqtt/embedded-broker.js';
+import { dashboardDirectory, type EmbeddedBroker, startEmbeddedBroker } from './mqtt/embedded-broker.js';
 import { probe } from './probe.js';
 import { type MediaHost, NativeMediaHost, Tuners } from './streams/media-host.js';
 import { StreamSupervisor } from './streams/supervisor.js';
@@ -108,9 +108,15 @@ export class Controller {
         // simply retries until the broker listens.
         const { port, wsPort } = config.mqtt.embedded;
         config = { ...config, mqtt: { ...config.mqtt, url: `mqtt://127.0.0.1:${port}`, protocolVersion: 4 } };
-        this.embeddedBroker = startEmbeddedBroker({ port, wsPort }).then(
+        const dashboard = dashboardDirectory();
+        this.embeddedBroker = startEmbeddedBroker({ port, wsPort, dashboard }).then(
           (broker) => {
             this.log.info({ url: broker.url, ws: broker.wsUrl }, 'embedded MQTT broker (development only) listening');
+            if (broker.dashboardUrl !== null) {
+              this.log.info({ url: broker.dashboardUrl }, `fleet dashboard: open ${broker.dashboardUrl}`);
+            } else {
+              this.log.info('fleet dashboard not built (npm run build:dashboard); npm start builds it');
+            }
             return broker;
           },
           (err: unknown) => {

@@ -224,8 +224,32 @@ class Refusal {
   ) {}
 }
 
+/** The one Ajv of the process, made on first use; only compiledValidator() touches it. */
+let sharedAjv: Ajv | null = null;
+/** Validators by schema object: schemas are Readonly and treated as immutable once compiled. */
+const compiledValidators = new WeakMap<JsonSchema, ValidateFunction>();
+
+/**
+ * The validator of a schema, compiled once per process and shared by every
+ * router: compiling is nearly all of a router's construction (milliseconds and
+ * tens of KB per router), and a fleet simulator builds thousands of routers from
+ * the same schema objects. Sharing is safe because a router calls a validator
+ * and reads its `errors` synchronously, with nothing in between.
+ * `addUsedSchema: false`: a schema's $id is not registered in the shared
+ * instance, so two routers given different schemas with the same $id do not
+ * collide as they would in one Ajv (the contract's schemas have no $id).
+ */
+export function compiledValidator(schema: JsonSchema): ValidateFunction {
+  let validate = compiledValidators.get(schema);
+  if (validate === undefined) {
+    sharedAjv ??= new Ajv({ strict: true, allErrors: false, addUsedSchema: false });
+    validate = sharedAjv.compile(schema);
+    compiledValidators.set(schema, validate);
+  }
+  return validate;
+}
+
 export class CommandRouter {
-  private readonly ajv = new Ajv({ strict: true, allErrors: false });
   private readonly validateEnvelope: ValidateFunction;
   private readonly validators = new Map<string, ValidateFunction>();
   private readonly handlers = new Map<string, CommandHandler>();
@@ -241,14 +265,14 @@ export class CommandRouter {
 
   constructor(private readonly options: CommandRouterOptions) {
     const schemas: Readonly<Record<string, JsonSchema>> = options.argsSchemas ?? COMMAND_ARGS_SCHEMAS;
-    this.validateEnvelope = this.ajv.compile(REQUEST_ENVELOPE_SCHEMA);
+    this.validateEnvelope = compiledValidator(REQUEST_ENVELOPE_SCHEMA);
     for (const [name, handler] of Object.entries(options.handlers)) {
       if (!handler) continue;
       if (!SAFE_NAME.test(name)) throw new RangeError(`command name "${name}" is not usable as a topic level`);
       const schema = Object.hasOwn(schemas, name) ? schemas[name] : undefined;
       // A handler without a schema would run on unchecked input.
       if (!schema) throw new RangeError(`command "${name}" has a handler but no args schema`);
-      this.validators.set(name, this.ajv.compile(schema));
+      this.validators.set(name, compiledValidator(schema));
       // The args were validated against this command's schema before the call.
       this.handlers.set(name, handler as CommandHandler);
     }

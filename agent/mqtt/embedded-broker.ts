@@ -6,16 +6,21 @@
  * can watch it. A receiver in the field talks to the fleet's broker.
  */
 
+import { existsSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { createWebSocketStream, WebSocketServer } from 'ws';
+import { staticFiles } from './static-files.js';
 
 export interface EmbeddedBroker {
   /** mqtt://127.0.0.1:<port> */
   readonly url: string;
   /** ws://127.0.0.1:<wsPort> */
   readonly wsUrl: string;
+  /** http://127.0.0.1:<wsPort>/ when the fleet dashboard is served there, else null. */
+  readonly dashboardUrl: string | null;
   close(): Promise<void>;
 }
 
@@ -36,14 +41,35 @@ function closeServer(server: Server | HttpServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** Starts the broker; rejects (naming the port) when a port is taken. */
-export async function startEmbeddedBroker(options: { port: number; wsPort: number }): Promise<EmbeddedBroker> {
+/**
+ * The built fleet dashboard (`npm run build:dashboard`: deploy/dashboard/dist/),
+ * from dist/agent/mqtt/ or from the sources, or null when it is not built.
+ */
+export function dashboardDirectory(): string | null {
+  for (const relative of ['../../../deploy/dashboard/dist/', '../../deploy/dashboard/dist/']) {
+    const path = fileURLToPath(new URL(relative, import.meta.url));
+    if (existsSync(`${path}index.html`) && existsSync(`${path}app.js`)) return path;
+  }
+  return null;
+}
+
+/**
+ * Starts the broker; rejects (naming the port) when a port is taken. With
+ * `dashboard`, the WebSocket port also serves that directory over HTTP: the
+ * page and its MQTT connection share one origin.
+ */
+export async function startEmbeddedBroker(options: {
+  port: number;
+  wsPort: number;
+  dashboard?: string | null;
+}): Promise<EmbeddedBroker> {
   // aedes 0.51 (the last line that runs on Node 18) is CommonJS without ESM named exports;
   // loaded only here, so a receiver that never runs it never loads it.
   const { createBroker } = createRequire(import.meta.url)('aedes') as typeof import('aedes');
   const aedes = createBroker();
   const tcp = createServer((socket) => aedes.handle(socket));
-  const http = createHttpServer();
+  const dashboard = options.dashboard ?? null;
+  const http = createHttpServer(dashboard === null ? undefined : staticFiles(dashboard));
   const ws = new WebSocketServer({ server: http });
   ws.on('connection', (socket, request) => aedes.handle(createWebSocketStream(socket), request));
   let port: number;
@@ -60,6 +86,7 @@ export async function startEmbeddedBroker(options: { port: number; wsPort: numbe
   return {
     url: `mqtt://${HOST}:${port}`,
     wsUrl: `ws://${HOST}:${wsPort}`,
+    dashboardUrl: dashboard === null ? null : `http://${HOST}:${wsPort}/`,
     async close() {
       for (const client of ws.clients) client.terminate();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));

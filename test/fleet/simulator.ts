@@ -393,7 +393,7 @@ export class FleetSimulator {
       this.devices.push(device);
       device.start();
       if ((index + 1) % batch === 0) {
-        // Paced against the clock: a slow batch (router compilation, a busy loop) is not followed by a burst.
+        // Paced against the clock: a slow batch (a busy loop) is not followed by a burst.
         const due = began + ((index + 1) / perSecond) * 1000;
         await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - performance.now())));
       }

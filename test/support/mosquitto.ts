@@ -31,6 +31,8 @@ export interface BrokerOptions {
    * Not with `deploy`, whose configuration decides.
    */
   persistence?: boolean;
+  /** A second listener speaking MQTT over WebSocket (what a browser dashboard uses); not with `deploy`. */
+  websockets?: boolean;
   /** More mosquitto.conf lines, appended after the generated (or deploy) ones. */
   extraConfig?: string[];
   /** Run this production configuration instead of the generated one. */
@@ -233,8 +235,8 @@ function listenerUrl(listener: Omit<BrokerListener, 'url'>): string {
 export async function startMosquitto(options: BrokerOptions = {}): Promise<Broker> {
   installExitHook();
   const executable = mosquittoPath();
-  if (options.deploy !== undefined && options.persistence !== undefined) {
-    throw new Error('persistence is set by the deploy configuration, not by the persistence option');
+  if (options.deploy !== undefined && (options.persistence !== undefined || options.websockets !== undefined)) {
+    throw new Error('persistence and listeners are set by the deploy configuration, not by options');
   }
   const dir = mkdtempSync(join(tmpdir(), 'dmx-mosquitto-'));
   const configPath = join(dir, 'mosquitto.conf');
@@ -263,6 +265,12 @@ export async function startMosquitto(options: BrokerOptions = {}): Promise<Broke
       }
       const listener = { configuredPort: port, port, protocol: 'mqtt', tls: false } as const;
       listeners = [{ ...listener, url: listenerUrl(listener) }];
+      if (options.websockets) {
+        const wsPort = await freePort();
+        lines.push(`listener ${wsPort} 127.0.0.1`, 'protocol websockets');
+        const ws = { configuredPort: wsPort, port: wsPort, protocol: 'websockets', tls: false } as const;
+        listeners.push({ ...ws, url: listenerUrl(ws) });
+      }
     }
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

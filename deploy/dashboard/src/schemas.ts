@@ -1,0 +1,54 @@
+/**
+ * The contract's JSON Schemas, bundled into the page, compiled once by ajv:
+ * every payload the page shows has passed the schema the agent itself
+ * publishes against. (The browser build only; tests compile the same files
+ * through agent/mqtt/payloads.ts.)
+ */
+import { Ajv, type ValidateFunction } from 'ajv';
+import capabilities from '../../../agent/mqtt/schemas/capabilities.schema.json' with { type: 'json' };
+import command from '../../../agent/mqtt/schemas/command-request.schema.json' with { type: 'json' };
+import response from '../../../agent/mqtt/schemas/command-response.schema.json' with { type: 'json' };
+import commandRejected from '../../../agent/mqtt/schemas/event-command-rejected.schema.json' with { type: 'json' };
+import errno from '../../../agent/mqtt/schemas/event-errno.schema.json' with { type: 'json' };
+import ledger from '../../../agent/mqtt/schemas/event-ledger.schema.json' with { type: 'json' };
+import queueOverflow from '../../../agent/mqtt/schemas/event-queue-overflow.schema.json' with { type: 'json' };
+import streamState from '../../../agent/mqtt/schemas/event-stream-state.schema.json' with { type: 'json' };
+import watermark from '../../../agent/mqtt/schemas/event-watermark.schema.json' with { type: 'json' };
+import status from '../../../agent/mqtt/schemas/status.schema.json' with { type: 'json' };
+import telemetry from '../../../agent/mqtt/schemas/telemetry.schema.json' with { type: 'json' };
+import type { PayloadCheck, PayloadName } from './contract.js';
+
+const SCHEMAS: Record<PayloadName, object> = {
+  status,
+  capabilities,
+  telemetry,
+  errno,
+  watermark,
+  'stream-state': streamState,
+  ledger,
+  'command-rejected': commandRejected,
+  'queue-overflow': queueOverflow,
+  command,
+  response,
+};
+
+// RFC 3339 date-time, as the agent checks it (agent/mqtt/payloads.ts).
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+
+export function contractCheck(): PayloadCheck {
+  const ajv = new Ajv({ strict: true });
+  ajv.addFormat('date-time', {
+    type: 'string',
+    validate: (value: string) => DATE_TIME.test(value) && !Number.isNaN(Date.parse(value)),
+  });
+  const compiled = new Map<PayloadName, ValidateFunction>();
+  return (name, json) => {
+    let validate = compiled.get(name);
+    if (validate === undefined) {
+      validate = ajv.compile(SCHEMAS[name]);
+      compiled.set(name, validate);
+    }
+    if (validate(json)) return null;
+    return (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? e.keyword}`).join('; ');
+  };
+}
