@@ -41,6 +41,19 @@ function closeServer(server: Server | HttpServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
+/** No Origin (a program, not a browser), or a page served by this very listener. */
+function isLocalPage(origin: string | undefined, server: HttpServer): boolean {
+  if (origin === undefined || origin === '') return true;
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : -1;
+  try {
+    const url = new URL(origin);
+    return (url.hostname === HOST || url.hostname === 'localhost') && Number(url.port) === port;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The built fleet dashboard (`npm run build:dashboard`: deploy/dashboard/dist/),
  * from dist/agent/mqtt/ or from the sources, or null when it is not built.
@@ -70,7 +83,12 @@ export async function startEmbeddedBroker(options: {
   const tcp = createServer((socket) => aedes.handle(socket));
   const dashboard = options.dashboard ?? null;
   const http = createHttpServer(dashboard === null ? undefined : staticFiles(dashboard));
-  const ws = new WebSocketServer({ server: http });
+  // A web page the developer has open elsewhere could otherwise command the agent through the
+  // browser: only clients that send no Origin (not browsers) and pages served here are let in.
+  const ws = new WebSocketServer({
+    server: http,
+    verifyClient: (info: { origin: string }) => isLocalPage(info.origin, http),
+  });
   ws.on('connection', (socket, request) => aedes.handle(createWebSocketStream(socket), request));
   let port: number;
   let wsPort: number;

@@ -84,15 +84,7 @@ export interface Telemetry {
 
 // ---------------------------------------------------------------- events
 
-export const EVENT_KINDS = [
-  'errno',
-  'watermark',
-  'stream-state',
-  'ledger',
-  'command-rejected',
-  'queue-overflow',
-] as const;
-export type EventKind = (typeof EVENT_KINDS)[number];
+export { EVENT_KINDS, type EventKind } from './event-kinds.js';
 
 export interface WatermarkEventPayload {
   stream: string;

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The fleet dashboard in real headless Chromium (Debian's, driven by
 // playwright-core), built from deploy/dashboard/ exactly as `npm run
 // build:dashboard` builds it, against a real mosquitto with a WebSocket
@@ -5,11 +6,12 @@
 // receiver): two healthy boxes and one whose decoder refuses every buffer
 // with EINVAL. Screenshots land in build/test-output/dashboard/.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connectAsync } from 'mqtt';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staticFiles } from '../../agent/mqtt/static-files.js';
@@ -56,6 +58,14 @@ function startAgent(id: string, streams: Array<Record<string, unknown>>, extra: 
   agents.set(id, { id, child, exited });
 }
 
+/** The max_queued_* lines of the fleet broker's configuration, as they are. */
+function fleetQueueLimits(): string[] {
+  const conf = readFileSync(fileURLToPath(new URL('../../deploy/mosquitto/dmx-fleet.conf', import.meta.url)), 'utf8');
+  const lines = conf.split('\n').filter((line) => /^max_queued_(messages|bytes)\s/.test(line));
+  expect(lines).toHaveLength(2);
+  return lines;
+}
+
 function listen(server: Server): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -93,8 +103,10 @@ function row(page: Page, id: string) {
 beforeAll(async () => {
   mkdirSync(SCREENSHOTS, { recursive: true });
   scratch = mkdtempSync(join(tmpdir(), 'dmx-dashboard-test-'));
-  // Persistence on, as on the fleet broker: retained statuses (a dead box's offline) survive the restart below.
-  broker = await startMosquitto({ websockets: true, persistence: true });
+  // As on the fleet broker: persistence (retained statuses, a dead box's offline, survive the restart
+  // below) and the per-client queue limits of deploy/mosquitto/dmx-fleet.conf, which decide whether a
+  // page sent every retained status of a large fleet at once gets them all.
+  broker = await startMosquitto({ websockets: true, persistence: true, extraConfig: fleetQueueLimits() });
   wsUrl = `${broker.listeners[1]!.url}/mqtt`;
   const site = await buildDashboard({ outdir: join(scratch, 'site') });
   pageServer = createServer(staticFiles(site));
@@ -263,14 +275,25 @@ describe('the fleet dashboard in Chromium', () => {
       startPerSecond: 1000,
       einvalPerTick: 0.002,
     });
+    // 1500 boxes long gone: nothing but their retained offline status (their Last Will), no telemetry
+    // to bring them back into view. All of them reach a page opened now, at once, or the page
+    // would not show them at all.
+    const office = await connectAsync(broker.url, { protocolVersion: 5 });
+    const gone = Array.from({ length: 1500 }, (_, i) => `gone-${String(i + 1).padStart(5, '0')}`);
     try {
+      await Promise.all(
+        gone.map((id) => office.publishAsync(`stb/${id}/status`, '{"state":"offline"}', { qos: 1, retain: true })),
+      );
       await fleet.start();
       const page = await openDashboard();
-      // The three agents (one of them killed above) and the thousand simulated boxes.
-      await page.locator('[data-summary="devices"] b', { hasText: /^1003$/ }).waitFor({ timeout: 60_000 });
+      // The three agents (one of them killed above), the thousand simulated boxes and the gone ones.
+      await page.locator('[data-summary="devices"] b', { hasText: /^2503$/ }).waitFor({ timeout: 60_000 });
+      const bravo = agents.get('stb-bravo')!.child;
+      const agentsOffline = bravo.exitCode !== null || bravo.signalCode !== null ? 1 : 0;
+      await page.locator('[data-summary="offline"] b', { hasText: new RegExp(`^${1500 + agentsOffline}$`) }).waitFor();
       await page.locator('.devices .device-row').first().waitFor();
       const total = Number(await page.locator('.vlist.devices').getAttribute('data-total'));
-      expect(total).toBe(1003);
+      expect(total).toBe(2503);
       // Only what fits the list's height (plus a few rows either side) is in the DOM.
       const listHeight = await page.locator('.vlist.devices').evaluate((el) => el.clientHeight);
       const rendered = await page.locator('.devices .device-row').count();
@@ -282,7 +305,9 @@ describe('the fleet dashboard in Chromium', () => {
       await page.locator('.vlist.devices').evaluate((el) => {
         el.scrollTop = el.scrollHeight;
       });
-      await row(page, 'sim-01000').waitFor();
+      // The largest id of all: the agents' (stb-*) sort after sim-* and gone-*.
+      await row(page, 'stb-misfit').waitFor();
+      expect(await page.locator('.devices .device-row').last().getAttribute('data-device')).toBe('stb-misfit');
       // The filter finds one box among all.
       await page.getByRole('searchbox', { name: 'filter by device id' }).fill('sim-00421');
       await page.locator('.count[data-rows="1"]').waitFor();
@@ -294,6 +319,86 @@ describe('the fleet dashboard in Chromium', () => {
       await page.close();
     } finally {
       await fleet.stop();
+      // Clear the retained statuses again (an empty retained message), so nothing outlives the test.
+      await Promise.all(gone.map((id) => office.publishAsync(`stb/${id}/status`, '', { qos: 1, retain: true })));
+      await office.endAsync();
     }
   }, 180_000);
+
+  it('keeps working when a box sends what the contract allows but a page could choke on', async () => {
+    const page = await openDashboard();
+    await page.locator('.conn[data-phase="connected"]').waitFor();
+    const box = await connectAsync(broker.url, { protocolVersion: 5 });
+    try {
+      // A time no Date can hold (the schema allows any non-negative integer), then junk, then a real event.
+      await box.publishAsync(
+        'stb/odd-box/events/queue-overflow',
+        JSON.stringify({ dropped: 1, droppedBytes: 10, since: Number.MAX_SAFE_INTEGER }),
+        { qos: 1 },
+      );
+      await box.publishAsync('stb/odd-box/telemetry', '{"t":"soon"', { qos: 0 });
+      await box.publishAsync('stb/odd-box/events/errno', JSON.stringify({ cause: 'nope' }), { qos: 1 });
+      await page.locator('.events .event[data-kind="queue-overflow"][data-device="odd-box"]').waitFor();
+      expect(await page.locator('.events .event[data-kind="queue-overflow"] .event-detail').textContent()).toMatch(
+        /invalid time/,
+      );
+      // The feed still moves: the misfit box's next EINVAL shows above it (newest first).
+      await expect
+        .poll(
+          () =>
+            page.evaluate(() => {
+              const rows = Array.from(document.querySelectorAll('.events .event'));
+              const overflow = rows.findIndex((r) => r.getAttribute('data-kind') === 'queue-overflow');
+              const einval = rows.findIndex(
+                (r) => r.getAttribute('data-kind') === 'errno' && r.getAttribute('data-device') === 'stb-misfit',
+              );
+              return overflow > 0 && einval >= 0 && einval < overflow;
+            }),
+          { timeout: LIVENESS_MS },
+        )
+        .toBe(true);
+      await page.locator('.bottom', { hasText: /2 ignored as not in the contract/ }).waitFor();
+      noPageErrors(page);
+      await page.close();
+    } finally {
+      await box.endAsync();
+    }
+  }, 90_000);
+});
+
+describe('the dashboard as npm start serves it', () => {
+  it('is served by the development broker and works there with no settings (MQTT 3.1.1)', async () => {
+    // `npm start` builds deploy/dashboard/dist/ and the agent serves it from there.
+    await buildDashboard();
+    const [port, wsPort] = [await freePort(), await freePort()];
+    startAgent('dev-box', [streamJson({ id: 'main' })], {
+      mqtt: { enabled: true, url: 'embedded', embedded: { port, wsPort }, telemetryIntervalMs: TELEMETRY_MS },
+    });
+    const url = `http://127.0.0.1:${wsPort}/`;
+    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    page.setDefaultTimeout(LIVENESS_MS);
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    // The broker starts beside the agent: retry the first load until it listens (liveness only).
+    const deadline = Date.now() + LIVENESS_MS;
+    for (;;) {
+      try {
+        await page.goto(url);
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+    await page.locator('.conn[data-phase="connected"]', { hasText: 'MQTT 3.1.1' }).waitFor();
+    expect(await page.locator('.conn').textContent()).toContain(`ws://127.0.0.1:${wsPort}/mqtt`);
+    await page.locator('.devices .device-row[data-device="dev-box"][data-condition="ok"]').click();
+    await page.locator('.command-buttons button', { hasText: 'status' }).click();
+    const answer = page.locator('.answer[data-command="status"]');
+    await answer.locator('.answer-data').waitFor();
+    expect(await answer.locator('.outcome').textContent()).toMatch(/^ok in /);
+    await screenshot(page, 'npm-start');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
 });

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { startEmbeddedBroker } from '../../agent/mqtt/embedded-broker.js';
 import { BrokerConnection, type ConnectionState } from '../../deploy/dashboard/src/connection.js';
 import { waitFor } from '../support/media-env.js';
@@ -102,6 +103,20 @@ describe('the dashboard connection', () => {
       expect((await get(`${http}${path}`)).status).toBe(404);
     }
     expect((await get(`${http}%zz`)).status).toBe(400);
+
+    // A page from another origin (any site the developer has open) is refused; the dashboard's own origin is not.
+    const handshake = (origin: string) =>
+      new Promise<number>((resolve) => {
+        const socket = new WebSocket(`${broker.wsUrl}/mqtt`, 'mqtt', { origin });
+        socket.on('open', () => {
+          socket.close();
+          resolve(101);
+        });
+        socket.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        socket.on('error', () => {});
+      });
+    expect(await handshake('http://evil.example')).toBe(401);
+    expect(await handshake(http.replace(/\/$/, ''))).toBe(101);
 
     const { connection, messages } = watch(`${broker.wsUrl}/mqtt`);
     await connection.subscribe('stb/+/telemetry', 0);

@@ -2,7 +2,13 @@
 // delivers them, through the very validator the page bundles
 // (deploy/dashboard/src/schemas.ts, the contract's JSON Schemas).
 import { describe, expect, it } from 'vitest';
-import { FleetStore, HISTORY_POINTS, MAX_EVENTS, SILENT_MIN_MS } from '../../deploy/dashboard/src/fleet-store.js';
+import {
+  FleetStore,
+  HISTORY_POINTS,
+  MAX_EVENTS,
+  SILENT_MIN_MS,
+  SILENT_UNKNOWN_PERIOD_MS,
+} from '../../deploy/dashboard/src/fleet-store.js';
 import { contractCheck } from '../../deploy/dashboard/src/schemas.js';
 
 const check = contractCheck();
@@ -110,6 +116,29 @@ describe('the fleet store', () => {
     // A retained status cleared by the back office: the device is forgotten.
     store.ingest('stb/stb-1/status', '', T0 + 6000);
     expect(store.devices.size).toBe(0);
+  });
+
+  it('calls a box silent that says online but sends nothing, and relearns its period after an outage', () => {
+    const store = new FleetStore('stb', check);
+    store.ingest('stb/stb-1/status', status('online'), T0);
+    const device = store.devices.get('stb-1')!;
+    expect(store.condition(device, T0 + SILENT_UNKNOWN_PERIOD_MS)).toBe('unknown');
+    expect(store.condition(device, T0 + SILENT_UNKNOWN_PERIOD_MS + 1)).toBe('silent');
+    // One telemetry message, then nothing: the period is unknown, the same limit counts from it.
+    store.ingest('stb/stb-1/telemetry', telemetry(T0, { hd: streamHealth() }), T0 + 1000);
+    expect(store.condition(device, T0 + 1000 + SILENT_UNKNOWN_PERIOD_MS + 1)).toBe('silent');
+    store.ingest('stb/stb-1/telemetry', telemetry(T0, { hd: streamHealth() }), T0 + 3000);
+    expect(device.telemetryPeriodMs).toBe(2000);
+    // An hour away, then back: the outage is not a period.
+    store.ingest('stb/stb-1/status', status('offline'), T0 + 4000);
+    store.ingest('stb/stb-1/status', status('online'), T0 + 3_604_000);
+    store.ingest('stb/stb-1/telemetry', telemetry(T0, { hd: streamHealth() }), T0 + 3_605_000);
+    expect(device.telemetryPeriodMs).toBeNull();
+    store.ingest('stb/stb-1/telemetry', telemetry(T0, { hd: streamHealth() }), T0 + 3_607_000);
+    expect(device.telemetryPeriodMs).toBe(2000);
+    // A stream that is not carrying data (waiting for its device) is not ok.
+    store.ingest('stb/stb-1/telemetry', telemetry(T0, { hd: { state: 'opening' } }), T0 + 3_609_000);
+    expect(store.condition(device, T0 + 3_609_000)).toBe('degraded');
   });
 
   it('counts errno events with their coalesced count, per errno and per stream, and feeds them newest last', () => {

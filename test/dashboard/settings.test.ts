@@ -80,3 +80,31 @@ describe('dashboard settings', () => {
     expect(session.data.size).toBe(0);
   });
 });
+
+describe('dashboard credentials', () => {
+  it('never sends the saved credentials to a broker that only a link names', () => {
+    const storage = memory({
+      [STORAGE_KEY]: JSON.stringify({ brokerUrl: 'wss://fleet.example/mqtt', username: 'operator' }),
+    });
+    const session = memory({ 'dmx-dashboard.password': 'hunter2' });
+    const elsewhere = resolveSettings({
+      location: { ...page, search: `?broker=${encodeURIComponent('wss://evil.example/mqtt')}` },
+      storage,
+      session,
+      deployed: null,
+    });
+    expect(elsewhere.settings).toMatchObject({ brokerUrl: 'wss://evil.example/mqtt', username: '', password: '' });
+    expect(elsewhere.problems).toEqual([
+      'the address bar names the broker wss://evil.example/mqtt: connecting to it without your saved credentials (open Settings to use them there)',
+    ]);
+    // A link to the broker they were saved for keeps them.
+    const same = resolveSettings({
+      location: { ...page, search: `?broker=${encodeURIComponent('wss://fleet.example/mqtt')}&prefix=eu` },
+      storage,
+      session,
+      deployed: null,
+    });
+    expect(same.settings).toMatchObject({ username: 'operator', password: 'hunter2', topicPrefix: 'eu' });
+    expect(same.problems).toEqual([]);
+  });
+});

@@ -4,20 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { reconnectDelayMs } from '../../agent/mqtt/link.js';
 import { busiestWindow, herdWindowMs, judgeReconnects, type ReconnectTimeline } from './reconnect-judgement.js';
+import { generator as seeded } from './simulator.js';
 
 const POLICY = { baseMs: 1000, capMs: 300_000, marginMs: 5000 };
-
-/** mulberry32, seeded: the same timeline on every run. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function timeline(reconnectMs: number[], devices = reconnectMs.length): ReconnectTimeline {
   return { devices, reconnectMs, ...POLICY };

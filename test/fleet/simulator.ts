@@ -48,7 +48,7 @@ export interface FleetOptions {
 export const SIMULATED_COMMANDS = ['status', 'streams', 'diag.dump', 'pool.resize', 'telemetry.interval'] as const;
 
 /** mulberry32: small, fast, seedable; plenty for a synthetic model. */
-function generator(seed: number): () => number {
+export function generator(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

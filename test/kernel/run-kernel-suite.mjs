@@ -24,6 +24,8 @@
 //   DMX_KERNEL_IMAGE  boot this bzImage instead of building one
 //   DMX_KERNEL_NO_ADDON=1  do not require the native addon (for test/kernel/ alone)
 //   DMX_VM_KEEP=1     keep the scratch results directory and print its path
+//   DMX_VM_PREBUILT=1 do not run the TypeScript build: the caller built dist/ already
+//                     (`npm run bench` does, and must not have dist/ rebuilt under it)
 // CI, NO_COLOR, FORCE_COLOR, TERM, DMX_TEST_* and VITEST_* are passed into the VM.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -125,7 +127,7 @@ if (fs.existsSync(consumerBuild)) {
 }
 
 // The agent's end-to-end tests run dist/agent/cli.js; the VM cannot compile it.
-{
+if (env.DMX_VM_PREBUILT !== '1') {
   const tsc = path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', path.join(repo, 'tsconfig.json')], { cwd: repo, stdio: 'inherit' });
   if (r.status !== 0) fail(`the TypeScript build failed (exit ${r.status ?? r.signal})`);

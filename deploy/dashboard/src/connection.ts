@@ -41,6 +41,11 @@ function refusesProtocolVersion(err: Error & { code?: unknown }): boolean {
   return err.code === 1 || err.code === 132 || /protocol version/i.test(err.message);
 }
 
+/** After a refusal (MQTT.js itself gives up), the page tries again at this pace: a broker may be busy, an ACL fixed. */
+const REFUSED_RETRY_MS = 15_000;
+/** MQTT 5 DISCONNECT reason: another connection with this client id (the same certificate) took over. */
+const SESSION_TAKEN_OVER = 0x8e;
+
 function isConnackRefusal(err: Error & { code?: unknown }): boolean {
   return typeof err.code === 'number' && err.code > 0;
 }
@@ -141,9 +146,12 @@ export class BrokerConnection implements CommandTransport {
     const client = mqtt.connect(this.options.url, options);
     this.client = client;
     let connectedOnce = false;
+    /** Why the broker ended the connection, when it said (MQTT 5 DISCONNECT). */
+    let endedBecause: string | null = null;
 
     client.on('connect', () => {
       connectedOnce = true;
+      endedBecause = null;
       this.setState({ phase: 'connected', protocolVersion: this.version, failures: 0, lastError: null });
       for (const [filter, qos] of this.filters) {
         client.subscribe(filter, { qos }, (err) => {
@@ -164,11 +172,20 @@ export class BrokerConnection implements CommandTransport {
         if (!this.closed) this.open();
         return;
       }
-      this.setState(
-        isConnackRefusal(err)
-          ? { phase: 'refused', lastError: err.message, failures: this.current.failures + 1 }
-          : { lastError: err.message },
-      );
+      if (isConnackRefusal(err)) {
+        this.setState({ phase: 'refused', lastError: err.message, failures: this.current.failures + 1 });
+        setTimeout(() => {
+          if (this.client === client && !this.closed && !client.connected) client.reconnect();
+        }, REFUSED_RETRY_MS);
+        return;
+      }
+      this.setState({ lastError: err.message });
+    });
+    client.on('disconnect', (packet) => {
+      endedBecause =
+        packet.reasonCode === SESSION_TAKEN_OVER
+          ? 'another client with the same identity took over this session (two browsers sharing one certificate?)'
+          : `the broker ended the connection (reason ${packet.reasonCode ?? 0})`;
     });
     client.on('close', () => {
       if (this.client !== client || this.closed) return;
@@ -177,7 +194,7 @@ export class BrokerConnection implements CommandTransport {
       this.setState({
         phase: 'unreachable',
         failures: this.current.failures + (lost ? 0 : 1),
-        lastError: lost ? 'the connection was lost' : (this.current.lastError ?? 'no connection'),
+        lastError: lost ? (endedBecause ?? 'the connection was lost') : (this.current.lastError ?? 'no connection'),
       });
     });
   }

@@ -4,7 +4,8 @@
  * JSON Schemas say. The types are the agent's own, imported for their shapes
  * only, so the page and the agent cannot drift apart unnoticed by tsc.
  */
-import type { EventKind, PayloadName } from '../../../agent/mqtt/payloads.js';
+import { EVENT_KINDS, type EventKind } from '../../../agent/mqtt/event-kinds.js';
+import type { PayloadName } from '../../../agent/mqtt/payloads.js';
 
 export type { ErrnoEvent } from '../../../agent/diagnosis/types.js';
 export type { HealthLevel, Watermark } from '../../../agent/health/types.js';
@@ -23,15 +24,7 @@ export type {
 } from '../../../agent/mqtt/payloads.js';
 export type { StreamState } from '../../../agent/streams/types.js';
 
-/** The event kinds of the contract (payloads.ts EVENT_KINDS, repeated: that module is not for browsers). */
-export const EVENT_KINDS: readonly EventKind[] = [
-  'errno',
-  'watermark',
-  'stream-state',
-  'ledger',
-  'command-rejected',
-  'queue-overflow',
-];
+export { EVENT_KINDS };
 
 /** What a topic under `<prefix>/<deviceId>/` carries. */
 export type DeviceTopic =

@@ -28,9 +28,14 @@ export const MAX_EVENTS = 2000;
 export const SILENT_AFTER_PERIODS = 3;
 /** The least quiet time that counts as silent, whatever the period. */
 export const SILENT_MIN_MS = 15_000;
+/** Quiet time that counts as silent before the device's period is known (the agent's default period is 10 s). */
+export const SILENT_UNKNOWN_PERIOD_MS = 60_000;
 
-/** A device's overall condition, worst first (the list's default order). */
-export const CONDITIONS = ['offline', 'critical', 'silent', 'degraded', 'ok', 'unknown'] as const;
+/**
+ * A device's overall condition, worst first (the list's default order).
+ * 'unknown': online, but no telemetry yet (it turns silent if none comes).
+ */
+export const CONDITIONS = ['offline', 'critical', 'silent', 'degraded', 'unknown', 'ok'] as const;
 export type Condition = (typeof CONDITIONS)[number];
 
 /** Fixed-size ring of a stream's recent telemetry. */
@@ -96,8 +101,23 @@ export interface DeviceView {
 }
 
 export type FeedEntry = {
-  [K in EventKind]: { seq: number; receivedAt: number; deviceId: string; kind: K; payload: EventPayloads[K] };
+  [K in EventKind]: {
+    seq: number;
+    receivedAt: number;
+    /** When it happened, by the device's clock (events queued while offline arrive late). */
+    at: number;
+    deviceId: string;
+    kind: K;
+    payload: EventPayloads[K];
+  };
 }[EventKind];
+
+/** The time an event names for itself, epoch ms (every kind carries one). */
+function eventTime(kind: EventKind, payload: unknown): number | null {
+  const p = payload as Record<string, unknown>;
+  const value = kind === 'errno' ? p.lastAtMs : kind === 'queue-overflow' ? p.since : p.atMs;
+  return typeof value === 'number' ? value : null;
+}
 
 export interface IgnoredMessage {
   topic: string;
@@ -177,7 +197,13 @@ export class FleetStore {
       return;
     }
     const schema = parsed.kind === 'event' ? parsed.event : parsed.kind;
-    const problem = this.check(schema, json);
+    let problem: string | null;
+    try {
+      problem = this.check(schema, json);
+    } catch (err) {
+      // The validator itself failed (a Content-Security-Policy without 'unsafe-eval' stops ajv): say so, show nothing.
+      problem = `the page cannot check it: ${err instanceof Error ? err.message : String(err)}`;
+    }
     if (problem !== null) {
       this.ignore(topic, `not a valid ${schema} payload: ${problem}`, receivedAt);
       return;
@@ -212,12 +238,13 @@ export class FleetStore {
     const levels: HealthLevel[] = [];
     for (const stream of device.streams.values()) {
       if (stream.state === 'failed') levels.push('critical');
-      else if (stream.state === 'degraded') levels.push('degraded');
+      // Not carrying data: waiting for a device, allocating, restarting.
+      else if (stream.state !== 'streaming') levels.push('degraded');
       if (stream.health) levels.push(stream.health.level);
     }
     const level = worstLevel(levels);
     if (level === 'critical') return 'critical';
-    if (device.online === true && device.telemetryAt !== null && this.isSilent(device, now)) return 'silent';
+    if (device.online === true && this.isSilent(device, now)) return 'silent';
     if (level === 'degraded') return 'degraded';
     return level === 'ok' ? 'ok' : 'unknown';
   }
@@ -243,10 +270,20 @@ export class FleetStore {
     return out;
   }
 
+  /**
+   * Online by its status, but quiet for longer than three of its telemetry
+   * periods (at least SILENT_MIN_MS), or than SILENT_UNKNOWN_PERIOD_MS while
+   * the period is not known yet. Quiet time counts from the latest telemetry,
+   * else from when the page received the online status.
+   */
   private isSilent(device: DeviceView, now: number): boolean {
-    if (device.telemetryAt === null || device.telemetryPeriodMs === null) return false;
-    const quiet = now - device.telemetryAt;
-    return quiet > Math.max(SILENT_MIN_MS, SILENT_AFTER_PERIODS * device.telemetryPeriodMs);
+    const since = device.telemetryAt ?? device.statusAt;
+    if (since === null) return false;
+    const limit =
+      device.telemetryPeriodMs === null
+        ? SILENT_UNKNOWN_PERIOD_MS
+        : Math.max(SILENT_MIN_MS, SILENT_AFTER_PERIODS * device.telemetryPeriodMs);
+    return now - since > limit;
   }
 
   private device(id: string): DeviceView {
@@ -278,8 +315,12 @@ export class FleetStore {
     device.status = status;
     device.statusAt = receivedAt;
     device.online = status.state === 'online';
-    // A new boot of the agent: its telemetry period may differ, relearn it.
-    if (device.online && wasOnline !== true) device.recentGaps = [];
+    // Back online (or a new boot): the outage is not a telemetry period, and the period may differ.
+    if (device.online && wasOnline !== true) {
+      device.recentGaps = [];
+      device.telemetryPeriodMs = null;
+      device.telemetryAt = null;
+    }
   }
 
   private applyTelemetry(device: DeviceView, telemetry: Telemetry, receivedAt: number): void {
@@ -310,7 +351,8 @@ export class FleetStore {
   }
 
   private applyEvent(device: DeviceView, kind: EventKind, payload: unknown, receivedAt: number): void {
-    const entry = { seq: ++this.feedSeq, receivedAt, deviceId: device.id, kind, payload } as FeedEntry;
+    const at = eventTime(kind, payload) ?? receivedAt;
+    const entry = { seq: ++this.feedSeq, receivedAt, at, deviceId: device.id, kind, payload } as FeedEntry;
     this.feed.push(entry);
     if (this.feed.length > MAX_EVENTS) this.feed.splice(0, this.feed.length - MAX_EVENTS);
     if (entry.kind === 'errno') {

@@ -29,6 +29,17 @@ export function formatBytes(bytes: number): string {
   return `${bytes} B`;
 }
 
+/** Largest time a Date holds, ms either side of 1970; beyond it toISOString() throws. */
+const DATE_LIMIT_MS = 8.64e15;
+
+/** ISO 8601 of an epoch ms, or a placeholder for a time no Date can hold (a device may send any integer). */
+export function formatDateTime(epochMs: number): string {
+  if (!Number.isFinite(epochMs) || Math.abs(epochMs) > DATE_LIMIT_MS) return `(invalid time ${epochMs})`;
+  return new Date(epochMs).toISOString();
+}
+
+/** hh:mm:ss (UTC) of an epoch ms. */
 export function formatClock(epochMs: number): string {
+  if (!Number.isFinite(epochMs) || Math.abs(epochMs) > DATE_LIMIT_MS) return '--:--:--';
   return new Date(epochMs).toISOString().slice(11, 19);
 }

@@ -120,6 +120,20 @@ export function resolveSettings(input: {
     ...saved,
     ...fromQuery,
   };
+  // Credentials belong to the broker they were given for: a link naming another broker must not
+  // carry the operator's saved user name and password to it.
+  const trusted = saved.brokerUrl ?? deployed.brokerUrl ?? defaultBrokerUrl(input.location);
+  if (
+    fromQuery.brokerUrl !== undefined &&
+    fromQuery.brokerUrl !== trusted &&
+    (settings.username || settings.password)
+  ) {
+    settings.username = '';
+    settings.password = '';
+    problems.push(
+      `the address bar names the broker ${fromQuery.brokerUrl}: connecting to it without your saved credentials (open Settings to use them there)`,
+    );
+  }
   const source: SettingsSource =
     fromQuery.brokerUrl !== undefined
       ? 'address bar'

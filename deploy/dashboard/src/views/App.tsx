@@ -5,6 +5,7 @@
  * changed, however fast messages arrive.
  */
 import { useEffect, useMemo, useState } from 'preact/hooks';
+import { validateDeviceId } from '../../../../agent/mqtt/topics.js';
 import type { CommandClient } from '../commands.js';
 import type { BrokerConnection, ConnectionState } from '../connection.js';
 import { capabilitiesTopic } from '../contract.js';
@@ -21,9 +22,28 @@ const REDRAW_MS = 500;
 /** Ages on the page ("12 s ago") move even when nothing arrives. */
 const AGE_REDRAW_MS = 2000;
 
-function routeFromHash(hash: string): { deviceId: string | null } {
+interface Route {
+  deviceId: string | null;
+  /** Why the address names no device this page can show. */
+  problem: string | null;
+}
+
+/** `#/device/<id>`, with the id checked by the agent's own rule before it goes into any topic. */
+function routeFromHash(hash: string): Route {
   const match = /^#\/device\/(.+)$/.exec(hash);
-  return { deviceId: match ? decodeURIComponent(match[1]!) : null };
+  if (!match) return { deviceId: null, problem: null };
+  let id: string;
+  try {
+    id = decodeURIComponent(match[1]!);
+  } catch {
+    return { deviceId: null, problem: `the address names no device: ${match[1]} is not a valid escape` };
+  }
+  try {
+    validateDeviceId(id);
+  } catch (err) {
+    return { deviceId: null, problem: err instanceof Error ? err.message : String(err) };
+  }
+  return { deviceId: id, problem: null };
 }
 
 function ConnectionBadge(props: { state: ConnectionState; source: string }) {
@@ -91,7 +111,7 @@ function SummaryBar(props: { summary: FleetSummary; filter: ListFilter; setFilte
       </span>
       {(['offline', 'critical', 'silent', 'degraded', 'ok'] as const).map(chip)}
       <span class="chip static" data-summary="errno">
-        <b>{summary.errnoEvents}</b> errno events
+        <b>{summary.errnoEvents}</b> errno events seen
       </span>
       <span class="chip static" data-summary="bps">
         <b>{formatBps(summary.bps)}</b> in all
@@ -136,9 +156,11 @@ export function App(props: {
     if (route.deviceId !== null) void connection.subscribe(capabilitiesTopic(prefix, route.deviceId), 0);
   }, [route.deviceId, connection, prefix]);
 
-  const now = drawn.at || Date.now();
   const state = drawn.conn;
   const connected = state.phase === 'connected';
+  // While nothing can arrive, conditions are judged as of the moment the page lost the broker:
+  // a quiet fleet is the page's problem then, not the devices'.
+  const now = connected || state.phase === 'connecting' ? drawn.at || Date.now() : state.since;
   // `drawn` is the redraw signal: the store mutates in place, so its identity never changes.
   const summary = useMemo(() => store.summary(now), [drawn, store]);
   const rows = useMemo(() => visibleRows(store, filter, now), [drawn, filter, store]);
@@ -162,6 +184,7 @@ export function App(props: {
         </button>
       </header>
       <ConnectionBanner state={state} now={now} />
+      {route.problem ? <div class="banner soft">{route.problem}</div> : null}
       {props.settings.problems.map((p) => (
         <div class="banner soft" key={p}>
           {p}

@@ -12,16 +12,21 @@ const POOL_COUNT = { min: 2, max: 32 };
 const TS_PACKET = 188;
 const POOL_SIZE_MAX = 770_048;
 
+/** A whole decimal number as typed ('0x10', '1e3' and ' 8' are not), or NaN. */
+function wholeNumber(text: string): number {
+  return /^[0-9]{1,9}$/.test(text) ? Number(text) : Number.NaN;
+}
+
 function resizeProblem(count: string, size: string): string | null {
   if (count === '' && size === '') return 'give a buffer count, a buffer size, or both';
   if (count !== '') {
-    const n = Number(count);
+    const n = wholeNumber(count);
     if (!Number.isInteger(n) || n < POOL_COUNT.min || n > POOL_COUNT.max) {
       return `the count must be a whole number from ${POOL_COUNT.min} to ${POOL_COUNT.max}`;
     }
   }
   if (size !== '') {
-    const n = Number(size);
+    const n = wholeNumber(size);
     if (!Number.isInteger(n) || n <= 0 || n % TS_PACKET !== 0 || n > POOL_SIZE_MAX) {
       return `the size must be a multiple of ${TS_PACKET} bytes, at most ${POOL_SIZE_MAX}`;
     }
@@ -79,21 +84,27 @@ export function CommandPanel(props: { device: DeviceView; commands: CommandClien
   const [stream, setStream] = useState('');
   const [count, setCount] = useState('');
   const [size, setSize] = useState('');
-  const [confirming, setConfirming] = useState(false);
+  /** The arguments as checked when Resize… was pressed: exactly what the confirmation names and sends. */
+  const [confirming, setConfirming] = useState<{ stream: string; count?: number; size?: number } | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
   const chosenStream = stream !== '' && streams.includes(stream) ? stream : (streams[0] ?? '');
   const send = (name: PageCommand, args?: Record<string, unknown>) => void commands.send(device.id, name, args);
 
   const askResize = () => {
-    const why = chosenStream === '' ? 'this device reports no stream' : resizeProblem(count.trim(), size.trim());
+    const c = count.trim();
+    const z = size.trim();
+    const why = chosenStream === '' ? 'this device reports no stream' : resizeProblem(c, z);
     setProblem(why);
-    setConfirming(why === null);
+    setConfirming(
+      why === null
+        ? {
+            stream: chosenStream,
+            ...(c !== '' ? { count: wholeNumber(c) } : {}),
+            ...(z !== '' ? { size: wholeNumber(z) } : {}),
+          }
+        : null,
+    );
   };
-  const resizeArgs = () => ({
-    stream: chosenStream,
-    ...(count.trim() !== '' ? { count: Number(count) } : {}),
-    ...(size.trim() !== '' ? { size: Number(size) } : {}),
-  });
   const history = commands.forDevice(device.id);
 
   return (
@@ -161,22 +172,22 @@ export function CommandPanel(props: { device: DeviceView; commands: CommandClien
       {confirming ? (
         <div class="confirm" role="alertdialog" aria-label="confirm pool.resize">
           <p>
-            Resize the pool of stream <b>{chosenStream}</b> on <b>{device.id}</b> to{' '}
-            {count.trim() !== '' ? `${count} buffers` : 'the same count'} of{' '}
-            {size.trim() !== '' ? `${size} bytes` : 'the same size'}? The stream's pool is reopened: its data stops
-            briefly, and the agent rolls back if the new pool cannot be set up.
+            Resize the pool of stream <b>{confirming.stream}</b> on <b>{device.id}</b> to{' '}
+            {confirming.count !== undefined ? `${confirming.count} buffers` : 'the same count'} of{' '}
+            {confirming.size !== undefined ? `${confirming.size} bytes` : 'the same size'}? The stream's pool is
+            reopened: its data stops briefly, and the agent rolls back if the new pool cannot be set up.
           </p>
           <button
             type="button"
             class="danger"
             onClick={() => {
-              setConfirming(false);
-              send('pool.resize', resizeArgs());
+              setConfirming(null);
+              send('pool.resize', confirming);
             }}
           >
             Resize the pool
           </button>
-          <button type="button" onClick={() => setConfirming(false)}>
+          <button type="button" onClick={() => setConfirming(null)}>
             Cancel
           </button>
         </div>

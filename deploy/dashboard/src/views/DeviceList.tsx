@@ -1,7 +1,7 @@
 /** The fleet at a glance: one row per device, worst first, only the visible rows in the DOM. */
 import { CONDITIONS, type Condition, type DeviceView, type FleetStore } from '../fleet-store.js';
 import { formatAge, formatBps, formatMs } from '../format.js';
-import { ConditionBadge, Sparkline, VirtualList } from './widgets.js';
+import { ConditionBadge, Guard, Sparkline, VirtualList } from './widgets.js';
 
 export type SortKey = 'condition' | 'id' | 'errno';
 
@@ -21,7 +21,7 @@ interface Row {
 }
 
 const RANK = new Map<Condition, number>(CONDITIONS.map((c, i) => [c, i]));
-const PROBLEMS = new Set<Condition>(['offline', 'critical', 'silent', 'degraded']);
+const PROBLEMS = new Set<Condition>(['offline', 'critical', 'silent', 'degraded', 'unknown']);
 
 export function visibleRows(store: FleetStore, filter: ListFilter, now: number): Row[] {
   const text = filter.text.trim().toLowerCase();
@@ -54,10 +54,12 @@ function DeviceRow(props: { row: Row; now: number; onOpen: (id: string) => void 
   let zeroQueuedMs = 0;
   let ccGaps = 0;
   let ccGapsTotal = 0;
+  let failedIoctls = 0;
   for (const s of streams) {
     zeroQueuedMs += s.health?.zeroQueuedMs ?? 0;
     ccGaps += s.health?.ccGaps ?? 0;
     ccGapsTotal += s.health?.ccGapsTotal ?? 0;
+    failedIoctls += s.health?.errors ?? 0;
   }
   const seen = Math.max(device.telemetryAt ?? 0, device.statusAt ?? 0);
   return (
@@ -97,8 +99,12 @@ function DeviceRow(props: { row: Row; now: number; onOpen: (id: string) => void 
       <span class="c-num" title="continuity-counter gaps: last window / total">
         {ccGaps} / {ccGapsTotal}
       </span>
-      <span class={`c-errno ${device.errnoTotal > 0 ? 'has-errno' : ''}`} title="errno events by errno">
+      <span
+        class={`c-errno ${device.errnoTotal > 0 || failedIoctls > 0 ? 'has-errno' : ''}`}
+        title="errno events seen since this page opened, by errno; failed data-path ioctls since the agent started"
+      >
         {errnoSummary(device)}
+        <small class="failed-ioctls">{failedIoctls} failed ioctls</small>
       </span>
       <span class="c-seen">{seen > 0 ? formatAge(props.now - seen) : '-'}</span>
     </button>
@@ -114,7 +120,7 @@ export function DeviceList(props: { rows: Row[]; now: number; onOpen: (id: strin
         <span class="c-streams">streams: throughput</span>
         <span class="c-num">zero queued</span>
         <span class="c-num">CC gaps</span>
-        <span class="c-errno">errno</span>
+        <span class="c-errno">errno events (seen)</span>
         <span class="c-seen">last seen</span>
       </div>
       <VirtualList
@@ -123,7 +129,11 @@ export function DeviceList(props: { rows: Row[]; now: number; onOpen: (id: strin
         items={props.rows}
         rowHeight={ROW_HEIGHT}
         rowKey={(row) => row.device.id}
-        renderRow={(row) => <DeviceRow row={row} now={props.now} onOpen={props.onOpen} />}
+        renderRow={(row) => (
+          <Guard what={`device ${row.device.id}`}>
+            <DeviceRow row={row} now={props.now} onOpen={props.onOpen} />
+          </Guard>
+        )}
         empty={props.connected ? 'No device matches, or none has reported yet.' : 'Waiting for the broker.'}
       />
     </div>

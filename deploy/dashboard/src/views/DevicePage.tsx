@@ -243,7 +243,13 @@ export function DevicePage(props: {
           </section>
         </div>
         <div class="device-side">
-          <CommandPanel device={device} commands={props.commands} now={props.now} connected={props.connected} />
+          <CommandPanel
+            key={device.id}
+            device={device}
+            commands={props.commands}
+            now={props.now}
+            connected={props.connected}
+          />
           <section class="panel" aria-label="device events">
             <h2>Events</h2>
             <div class="device-events">

@@ -1,7 +1,7 @@
 /** The event feed: newest first; errno events with their diagnosed cause and remedy. */
 import type { FeedEntry } from '../fleet-store.js';
-import { formatClock, formatMs } from '../format.js';
-import { VirtualList } from './widgets.js';
+import { formatClock, formatDateTime, formatMs } from '../format.js';
+import { Guard, VirtualList } from './widgets.js';
 
 export const EVENT_ROW_HEIGHT = 76;
 
@@ -46,7 +46,7 @@ export function describeEvent(entry: FeedEntry): { title: string; detail: string
       const e = entry.payload;
       return {
         title: `${e.dropped} events lost while offline`,
-        detail: `${e.droppedBytes} bytes, since ${new Date(e.since).toISOString()}`,
+        detail: `${e.droppedBytes} bytes, since ${formatDateTime(e.since)}`,
         remedy: null,
       };
     }
@@ -60,7 +60,15 @@ export function EventRow(props: { entry: FeedEntry; showDevice: boolean; onOpen?
   return (
     <div class={`event kind-${entry.kind}`} data-kind={entry.kind} data-device={entry.deviceId}>
       <div class="event-head">
-        <time>{formatClock(entry.receivedAt)}</time>
+        <time
+          title={
+            entry.at === entry.receivedAt
+              ? 'received'
+              : `happened ${formatDateTime(entry.at)}, received ${formatDateTime(entry.receivedAt)}`
+          }
+        >
+          {formatClock(entry.at)}
+        </time>
         {props.showDevice ? (
           <button type="button" class="link" onClick={() => props.onOpen?.(entry.deviceId)}>
             {entry.deviceId}
@@ -97,7 +105,11 @@ export function EventFeed(props: { entries: FeedEntry[]; onOpen: (id: string) =>
       items={props.entries}
       rowHeight={EVENT_ROW_HEIGHT}
       rowKey={(e) => e.seq}
-      renderRow={(entry) => <EventRow entry={entry} showDevice={true} onOpen={props.onOpen} />}
+      renderRow={(entry) => (
+        <Guard what={`event ${entry.seq}`}>
+          <EventRow entry={entry} showDevice={true} onOpen={props.onOpen} />
+        </Guard>
+      )}
       empty={props.errnoOnly ? 'No errno event yet.' : 'No event yet.'}
     />
   );

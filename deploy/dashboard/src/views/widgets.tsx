@@ -1,6 +1,6 @@
-/** Small pieces the views share: the virtual list, the sparkline, the condition badge. */
+/** Small pieces the views share: the error guard, the virtual list, the sparkline, the condition badge. */
 import type { ComponentChildren } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useErrorBoundary, useRef, useState } from 'preact/hooks';
 import type { Condition } from '../fleet-store.js';
 
 /**
@@ -101,4 +101,17 @@ export function ConditionBadge(props: { condition: Condition }) {
       {CONDITION_LABELS[props.condition]}
     </span>
   );
+}
+
+/**
+ * Whatever a device sent that the contract allows but a view cannot draw
+ * breaks only its own part of the page, which says so; the rest goes on.
+ */
+export function Guard(props: { what: string; children: ComponentChildren }) {
+  const [error] = useErrorBoundary();
+  if (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return <div class="guard-error">{`${props.what} cannot be shown: ${message}`}</div>;
+  }
+  return <>{props.children}</>;
 }
