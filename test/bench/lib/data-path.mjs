@@ -27,7 +27,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { planPool } from '../../../dist/agent/streams/sizing.js';
-import { LIVENESS_MS, REPO_ROOT, sleep, TUNING, waitFor } from './env.mjs';
+import { LIVENESS_MS, REPO_ROOT, simConfig, sleep, TUNING, waitFor } from './env.mjs';
 
 export const FRONTEND_PATH = '/dev/dvb/adapter0/frontend0';
 export const DEMUX_PATH = '/dev/dvb/adapter0/demux0';
@@ -58,31 +58,11 @@ export const POOL = planPool({
 /** The simulated vim2m's transaction time (the agent's simulation default). */
 export const SIM_DECODER_DELAY_MS = 2;
 
-/** Keep in step with Config() in native/bench/bench-sys-sim.cc. */
-export function simConfig(bitrate) {
-  return {
-    adapters: [
-      {
-        adapter: 0,
-        source: {
-          kind: 'synthetic',
-          bitrate,
-          programs: [
-            {
-              number: 1,
-              pmtPid: 0x101,
-              streams: [
-                { pid: 0x100, type: 'video', share: 0.5 },
-                { pid: 0x111, type: 'audio', share: 0.3 },
-              ],
-            },
-          ],
-        },
-      },
-    ],
-    decoders: [{ name: DECODER.name, processingDelayMs: SIM_DECODER_DELAY_MS }],
-  };
-}
+/**
+ * The simulated receiver: env.mjs's vidtv-like adapter with vim2m at the agent's default transaction
+ * time. Keep in step with Config() in native/bench/bench-sys-sim.cc.
+ */
+export { simConfig };
 
 /** The thread of this process named `name` (its comm), or null. */
 export function findThread(name) {
