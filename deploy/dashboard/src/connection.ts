@@ -95,10 +95,10 @@ export class BrokerConnection implements CommandTransport {
 
   /**
    * Subscribes now when connected, and on every later connect. The fleet
-   * view's own subscriptions are QoS 0: a live view needs no redelivery, and
-   * the broker sends QoS 0 on without counting it against the per-client
-   * queue (max_queued_messages) that the retained statuses of a large fleet
-   * would overflow. Command answers are QoS 1.
+   * view's own subscriptions are QoS 0 (a live view needs no redelivery);
+   * command answers are QoS 1. Either way the broker's per-client queue must
+   * hold every retained status at once: deploy/mosquitto/dmx-fleet.conf
+   * bounds it in bytes, not at mosquitto's default of 1000 messages.
    */
   async subscribe(filter: string, qos: 0 | 1 = 1): Promise<void> {
     if (this.filters.get(filter) === qos) return;
