@@ -7,11 +7,12 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type AnySchemaObject, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { AnySchemaObject, ValidateFunction } from 'ajv';
 import type { ErrnoEvent } from '../diagnosis/types.js';
 import type { AgentHealth, HealthLevel, StreamHealth, Watermark } from '../health/types.js';
 import type { ProbeResult } from '../probe.js';
 import type { StreamState, StreamStateChange, StreamStatus } from '../streams/types.js';
+import { contractAjv } from './contract-ajv.js';
 
 // ---------------------------------------------------------------- status and capabilities
 
@@ -84,6 +85,7 @@ export interface Telemetry {
 
 // ---------------------------------------------------------------- events
 
+export { describeValidationErrors } from './contract-ajv.js';
 export { EVENT_KINDS, type EventKind } from './event-kinds.js';
 
 export interface WatermarkEventPayload {
@@ -197,19 +199,9 @@ export function loadPayloadSchema(name: PayloadName, directory = payloadSchemaDi
 
 export type PayloadValidators = { readonly [K in PayloadName]: ValidateFunction<Payloads[K]> };
 
-// RFC 3339 date-time (what JSON Schema's date-time means), with a calendar check by Date.
-const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
-
-/**
- * One validator per payload, compiled in ajv's strict mode. allErrors stays
- * off: commands are untrusted, and the first error is all an answer needs.
- */
+/** One validator per payload, compiled by the contract's Ajv (contract-ajv.ts). */
 export function compilePayloadValidators(): PayloadValidators {
-  const ajv = new Ajv({ strict: true });
-  ajv.addFormat('date-time', {
-    type: 'string',
-    validate: (value: string) => DATE_TIME.test(value) && !Number.isNaN(Date.parse(value)),
-  });
+  const ajv = contractAjv();
   const directory = payloadSchemaDirectory();
   const compile = <K extends PayloadName>(name: K): ValidateFunction<Payloads[K]> =>
     ajv.compile<Payloads[K]>(loadPayloadSchema(name, directory));
@@ -226,12 +218,6 @@ export function compilePayloadValidators(): PayloadValidators {
     command: compile('command'),
     response: compile('response'),
   };
-}
-
-/** "/streams/main/bps must be integer; ..." for logs and error answers. */
-export function describeValidationErrors(errors: ErrorObject[] | null | undefined): string {
-  if (!errors || errors.length === 0) return 'valid';
-  return errors.map((e) => `${e.instancePath || '/'} ${e.message ?? e.keyword}`).join('; ');
 }
 
 // ---------------------------------------------------------------- toTelemetry

@@ -15,7 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { connectAsync, type IPublishPacket, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compilePayloadValidators, describeValidationErrors } from '../../agent/mqtt/payloads.js';
-import { DECODER_FORMAT, simConfigJson, streamJson } from '../support/agent-env.js';
+import {
+  DECODER_FORMAT,
+  MISFIT_SUPERVISION,
+  misfitStreamJson,
+  simConfigJson,
+  streamJson,
+} from '../support/agent-env.js';
 import { backend, waitFor } from '../support/media-env.js';
 import { type Broker, startMosquitto } from '../support/mosquitto.js';
 
@@ -75,26 +81,13 @@ describe('the agent and the fleet over a real broker', () => {
       messages.find((m) => m.topic === topic && where(m.json));
 
     const configFile = join(dir, 'agent.json');
-    const config = simConfigJson(
-      [
-        streamJson({ id: 'audio' }),
-        // 96 TS packets per buffer: 18048 bytes against vim2m's 12288-byte sizeimage for 64x64 RGB24.
-        streamJson({ id: 'misfit', pool: { count: 4, size: 96 * 188 }, sink: streamJson().sink }),
-      ],
-      {
-        deviceId,
-        log: { level: 'info', pretty: 'never' },
-        // The agent would refuse the misfit pool before any ioctl; this test wants the kernel's answer.
-        supervision: {
-          backoffInitialMs: 500,
-          backoffMaxMs: 5000,
-          deviceWaitMs: 100,
-          decoderRetryMs: 500,
-          preventKnownBad: false,
-        },
-        mqtt: { enabled: true, url: broker.url, telemetryIntervalMs: 1000 },
-      },
-    );
+    const config = simConfigJson([streamJson({ id: 'audio' }), misfitStreamJson()], {
+      deviceId,
+      log: { level: 'info', pretty: 'never' },
+      // The agent would refuse the misfit pool before any ioctl; this test wants the kernel's answer.
+      supervision: MISFIT_SUPERVISION,
+      mqtt: { enabled: true, url: broker.url, telemetryIntervalMs: 1000 },
+    });
     writeFileSync(configFile, JSON.stringify(config));
     const agent = runAgent(configFile);
     cleanups.push(() => {

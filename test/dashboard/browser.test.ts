@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staticFiles } from '../../agent/mqtt/static-files.js';
 import { buildDashboard } from '../../deploy/dashboard/build.mjs';
 import { FleetSimulator } from '../fleet/simulator.js';
-import { simConfigJson, streamJson } from '../support/agent-env.js';
+import { MISFIT_SUPERVISION, misfitStreamJson, simConfigJson, streamJson } from '../support/agent-env.js';
 import { launchChromium } from '../support/browser.js';
 import { type Broker, freePort, startMosquitto } from '../support/mosquitto.js';
 
@@ -114,18 +114,9 @@ beforeAll(async () => {
   browser = await launchChromium();
   startAgent('stb-alpha', [streamJson({ id: 'main' })]);
   startAgent('stb-bravo', [streamJson({ id: 'main' })]);
-  // 96 TS packets per buffer (18048 bytes) against the decoder's 12288-byte sizeimage: every
-  // import is refused with EINVAL. The agent would refuse such a pool before any ioctl; this
-  // box is configured to try, so the decoder's own answer is what the fleet sees.
-  startAgent('stb-misfit', [streamJson({ id: 'misfit', pool: { count: 4, size: 96 * 188 } })], {
-    supervision: {
-      backoffInitialMs: 500,
-      backoffMaxMs: 5000,
-      deviceWaitMs: 100,
-      decoderRetryMs: 500,
-      preventKnownBad: false,
-    },
-  });
+  // A pool larger than the decoder's sizeimage: every import is refused with EINVAL. The box is
+  // configured to try, so the decoder's own answer is what the fleet sees.
+  startAgent('stb-misfit', [misfitStreamJson()], { supervision: MISFIT_SUPERVISION });
 }, 120_000);
 
 afterAll(async () => {

@@ -34,6 +34,25 @@ export function streamJson(overrides: Record<string, unknown> = {}): Record<stri
   };
 }
 
+/**
+ * A stream whose pool does not fit the decoder: 96 TS packets per buffer (18048 bytes) against
+ * vim2m's 12288-byte sizeimage for 64x64 RGB24, so every import is refused with EINVAL
+ * (import-bytesused-above-sizeimage). Run it with MISFIT_SUPERVISION, or the agent refuses the
+ * pool before any ioctl.
+ */
+export function misfitStreamJson(id = 'misfit'): Record<string, unknown> {
+  return streamJson({ id, pool: { count: 4, size: 96 * 188 } });
+}
+
+/** Supervision that lets a misfit pool reach the driver (preventKnownBad off), retrying every few seconds. */
+export const MISFIT_SUPERVISION = {
+  backoffInitialMs: 500,
+  backoffMaxMs: 5000,
+  deviceWaitMs: 100,
+  decoderRetryMs: 500,
+  preventKnownBad: false,
+} as const;
+
 export function writeConfig(json: Record<string, unknown>): { file: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'dmx-agent-test-'));
   const file = join(dir, 'config.json');

@@ -1,10 +1,11 @@
 /**
- * The contract's JSON Schemas, bundled into the page, compiled once by ajv:
+ * The contract's JSON Schemas, bundled into the page, compiled once by the
+ * contract's own Ajv (agent/mqtt/contract-ajv.ts):
  * every payload the page shows has passed the schema the agent itself
- * publishes against. (The browser build only; tests compile the same files
- * through agent/mqtt/payloads.ts.)
+ * publishes against.
  */
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
+import { contractAjv, describeValidationErrors } from '../../../agent/mqtt/contract-ajv.js';
 import capabilities from '../../../agent/mqtt/schemas/capabilities.schema.json' with { type: 'json' };
 import command from '../../../agent/mqtt/schemas/command-request.schema.json' with { type: 'json' };
 import response from '../../../agent/mqtt/schemas/command-response.schema.json' with { type: 'json' };
@@ -32,15 +33,8 @@ const SCHEMAS: Record<PayloadName, object> = {
   response,
 };
 
-// RFC 3339 date-time, as the agent checks it (agent/mqtt/payloads.ts).
-const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
-
 export function contractCheck(): PayloadCheck {
-  const ajv = new Ajv({ strict: true });
-  ajv.addFormat('date-time', {
-    type: 'string',
-    validate: (value: string) => DATE_TIME.test(value) && !Number.isNaN(Date.parse(value)),
-  });
+  const ajv = contractAjv();
   const compiled = new Map<PayloadName, ValidateFunction>();
   return (name, json) => {
     let validate = compiled.get(name);
@@ -48,7 +42,6 @@ export function contractCheck(): PayloadCheck {
       validate = ajv.compile(SCHEMAS[name]);
       compiled.set(name, validate);
     }
-    if (validate(json)) return null;
-    return (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? e.keyword}`).join('; ');
+    return validate(json) ? null : describeValidationErrors(validate.errors);
   };
 }
